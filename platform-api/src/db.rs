@@ -53,7 +53,7 @@ pub enum OpenError {
     #[error("unsupported database url scheme (use sqlite:// or postgres://)")]
     UnsupportedScheme,
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     DataDir {
         /// The directory.
         path: String,
@@ -61,10 +61,10 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// Connecting failed.
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
     /// A migration failed.
-    #[error("database migration failed: {0}")]
+    #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
@@ -114,7 +114,22 @@ impl Db {
             ),
             ..Migrator::DEFAULT
         };
-        migrator.run(&pool).await.map_err(OpenError::Migrate)?;
+        // On PostgreSQL the migrator serialises replicas with an advisory lock. SQLite has no
+        // such lock: when two replicas start together on one file, the loser's migration
+        // fails on the tables the winner just created. Running again then finds the
+        // migration recorded and skips it.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if backend == Backend::Sqlite && attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "migration raced another replica, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(OpenError::Migrate(e)),
+            }
+        }
         Ok(Self { pool, backend, metrics })
     }
 

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
-        telemetry.shutdown();
+        // Flushing blocks on the exporter task, which runs on this runtime's other workers.
+        tokio::task::block_in_place(|| telemetry.shutdown());
         code
     })
 }
