@@ -78,7 +78,7 @@ pub struct TokenOut {
 }
 
 static EMAIL: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$").expect("static regex"));
+    LazyLock::new(|| regex::Regex::new(r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$").expect("static regex"));
 
 /// Validates and normalises an email address.
 fn normalise_email(raw: &str) -> ApiResult<String> {
@@ -186,6 +186,10 @@ pub async fn login(
     ApiJson(input): ApiJson<LoginInput>,
 ) -> ApiResult<Response> {
     let email = input.email.trim().to_lowercase();
+    // PostgreSQL text cannot hold NUL; such an email cannot exist, so it cannot log in.
+    if email.contains('\0') {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid email or password"));
+    }
     if !state.login_limiter.allow(&email, peer.ip()) {
         state.metrics.login_attempts.with_label_values(&["rate_limited"]).inc();
         let mut response =

@@ -187,6 +187,9 @@ pub fn validate(
 ) -> ApiResult<Content> {
     let observed_at = observed_at(observed)?;
     let text = text.map(|t| t.trim().to_owned());
+    if text.as_ref().is_some_and(|t| has_forbidden_control(t)) {
+        return Err(ApiError::validation("`text` must not contain control characters other than tab and newline"));
+    }
     match kind {
         RecordKind::Note => {
             if code.is_some() || value.is_some() || unit.is_some() {
@@ -221,6 +224,12 @@ pub fn validate(
             })
         }
     }
+}
+
+/// Control characters other than tab, newline and carriage return (NUL among them, which
+/// PostgreSQL text cannot store).
+pub fn has_forbidden_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }
 
 /// Columns selected for a record.

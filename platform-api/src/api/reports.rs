@@ -123,6 +123,9 @@ pub async fn upload(
     if text.trim().is_empty() {
         return Err(ApiError::validation("report is empty"));
     }
+    if super::records::has_forbidden_control(&text) {
+        return Err(ApiError::validation("report must not contain control characters other than tab and newline"));
+    }
     let observed_at = super::observed_at(params.observed_at.as_deref())?;
     let (patient_id, _, _) = target_patient(&state, &user, params.patient_id, "report").await?;
     let first_line =
