@@ -38,10 +38,17 @@ impl Backend {
     }
 }
 
-/// The pool plus what every query needs to be measured.
+/// The pools plus what every query needs to be measured.
+///
+/// Reads use `pool`; writes use `writer`. On SQLite the writer is a pool of one
+/// connection: SQLite admits one writer at a time, and connections competing for that
+/// lock back off in sleeps of up to 100 ms (its busy handler), which wrecks tail latency
+/// under load. One writer connection queues writes in memory instead. On PostgreSQL both
+/// are the same pool.
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
     metrics: Option<Arc<Metrics>>,
 }
@@ -84,10 +91,8 @@ impl Db {
         {
             std::fs::create_dir_all(&dir).map_err(|source| OpenError::DataDir { path: dir.clone(), source })?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
+        let options = || {
+            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5)).after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer (and beside other replicas
@@ -100,9 +105,12 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect(url)
-            .await
-            .map_err(OpenError::Connect)?;
+        };
+        let pool = options().max_connections(max_connections.max(1)).connect(url).await.map_err(OpenError::Connect)?;
+        let writer = match backend {
+            Backend::Sqlite => options().max_connections(1).connect(url).await.map_err(OpenError::Connect)?,
+            Backend::Postgres => pool.clone(),
+        };
         let migrator = Migrator {
             migrations: Cow::Owned(
                 MIGRATIONS
@@ -120,7 +128,7 @@ impl Db {
         // migration recorded and skips it.
         let mut attempt = 0;
         loop {
-            match migrator.run(&pool).await {
+            match migrator.run(&writer).await {
                 Ok(()) => break,
                 Err(e) if backend == Backend::Sqlite && attempt < 5 => {
                     attempt += 1;
@@ -130,12 +138,17 @@ impl Db {
                 Err(e) => return Err(OpenError::Migrate(e)),
             }
         }
-        Ok(Self { pool, backend, metrics })
+        Ok(Self { pool, writer, backend, metrics })
     }
 
-    /// The pool, for queries.
+    /// The pool for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for writes (one connection on SQLite).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Which backend this is.
@@ -177,6 +190,7 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -60,8 +60,10 @@ impl Service {
             tracing::warn!("fault injection is enabled");
             background.push(tokio::spawn(f.clone().run(stop_rx.clone())));
         }
+        let (audit, audit_writer) = AuditLog::spawn(db.clone(), metrics.clone(), stop_rx.clone());
+        background.push(audit_writer);
         let state = AppState {
-            audit: AuditLog::new(db.clone(), metrics.clone()),
+            audit,
             db,
             metrics,
             telemetry: !config.disable_telemetry,
@@ -127,7 +129,7 @@ async fn ensure_admin(db: &Db, email: &str, password: String) -> anyhow::Result<
     .bind(Role::Admin.as_str())
     .bind(&hash)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(db.writer())
     .await;
     match inserted {
         Ok(_) => tracing::info!(user_id = %id, "bootstrap admin created"),

@@ -20,7 +20,40 @@ on_both_backends!(
     admin_user_management,
     faults,
     metrics_count_requests,
+    concurrent_reads_are_each_audited_once,
 );
+
+async fn concurrent_reads_are_each_audited_once(backend: Backend) {
+    let s = std::sync::Arc::new(TestServer::start(&backend, &[]).await);
+    let (p, t) = s.user("Busy Patient", "patient").await;
+    let (_, rec) = s.post("/v1/records", &t, json!({"kind": "vital", "code": "spo2", "value": 97})).await;
+    let path = format!("/v1/records/{}", rec["id"].as_str().unwrap());
+    let reads: Vec<_> = (0..150)
+        .map(|_| {
+            let (s, t, path) = (s.clone(), t.clone(), path.clone());
+            tokio::spawn(async move { s.get(&path, &t).await.0 })
+        })
+        .collect();
+    for r in reads {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let admin = s.admin().await;
+    let mut ids = BTreeSet::new();
+    let mut reads = 0;
+    for offset in (0..).step_by(100) {
+        let (_, page) = s.get(&format!("/admin/audit?actor_id={p}&limit=100&offset={offset}"), &admin).await;
+        let items = page["items"].as_array().unwrap();
+        for row in items {
+            assert!(ids.insert(row["id"].as_str().unwrap().to_owned()));
+            reads += usize::from(row["action"] == "read" && row["resource_id"] == rec["id"]);
+        }
+        if items.len() < 100 {
+            break;
+        }
+    }
+    assert_eq!(reads, 150, "every concurrent read has exactly one audit row");
+    std::sync::Arc::into_inner(s).expect("all requests finished").stop().await;
+}
 
 async fn auth_flow(backend: Backend) {
     let s = TestServer::start(&backend, &[]).await;

@@ -178,7 +178,7 @@ pub async fn patch_user(
                 sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
                     .bind(role.as_str())
                     .bind(&id)
-                    .execute(state.db.pool()),
+                    .execute(state.db.writer()),
             )
             .await?;
     }
@@ -190,7 +190,7 @@ pub async fn patch_user(
                 sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
                     .bind(i64::from(disabled))
                     .bind(&id)
-                    .execute(state.db.pool()),
+                    .execute(state.db.writer()),
             )
             .await?;
         if disabled {
@@ -201,7 +201,7 @@ pub async fn patch_user(
                     sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
                         .bind(now_ms())
                         .bind(&id)
-                        .execute(state.db.pool()),
+                        .execute(state.db.writer()),
                 )
                 .await?;
         }

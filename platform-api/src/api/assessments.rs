@@ -154,7 +154,7 @@ pub async fn create(
                 .bind(&stored)
                 .bind(risk::MODEL)
                 .bind(now)
-                .execute(state.db.pool()),
+                .execute(state.db.writer()),
         )
         .await?;
     state

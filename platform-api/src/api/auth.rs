@@ -128,7 +128,7 @@ pub async fn create_user(state: &AppState, input: RegisterInput, role: Role) -> 
             .bind(dob.as_deref())
             .bind(&hash)
             .bind(created_at)
-            .execute(state.db.pool()),
+            .execute(state.db.writer()),
         )
         .await;
     match inserted {
@@ -228,7 +228,7 @@ pub async fn login(
                 .bind(&user_id)
                 .bind(now)
                 .bind(expires_at)
-                .execute(state.db.pool()),
+                .execute(state.db.writer()),
         )
         .await?;
     state.metrics.login_attempts.with_label_values(&["success"]).inc();
@@ -251,7 +251,7 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
             sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
                 .bind(now_ms())
                 .bind(&user.token_hash)
-                .execute(state.db.pool()),
+                .execute(state.db.writer()),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -116,7 +116,7 @@ pub async fn create(
                 .bind(&user.id)
                 .bind(&clinician_id)
                 .bind(now)
-                .execute(state.db.pool()),
+                .execute(state.db.writer()),
         )
         .await?;
     tracing::info!(grant_id = %id, patient_id = %user.id, clinician_id = %clinician_id, "access granted");
@@ -184,7 +184,7 @@ pub async fn revoke(State(state): State<AppState>, user: AuthUser, IdPath(id): I
             sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now_ms())
                 .bind(&id)
-                .execute(state.db.pool()),
+                .execute(state.db.writer()),
         )
         .await?;
     tracing::info!(grant_id = %id, "access revoked");

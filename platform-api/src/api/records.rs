@@ -437,7 +437,7 @@ pub async fn create(
         .db
         .timed(
             "record_insert",
-            insert_record(state.db.pool(), &id, &patient_id, &user.id, input.kind, &content, None, now),
+            insert_record(state.db.writer(), &id, &patient_id, &user.id, input.kind, &content, None, now),
         )
         .instrument(span)
         .await?;
@@ -591,7 +591,7 @@ pub async fn update(
                 .bind(content.observed_at)
                 .bind(now)
                 .bind(&current.id)
-                .execute(state.db.pool()),
+                .execute(state.db.writer()),
         )
         .await?;
     let mut record =
@@ -615,7 +615,7 @@ pub async fn delete(State(state): State<AppState>, user: AuthUser, IdPath(id): I
         .db
         .timed(
             "record_delete",
-            sqlx::query("DELETE FROM records WHERE id = $1").bind(&current.id).execute(state.db.pool()),
+            sqlx::query("DELETE FROM records WHERE id = $1").bind(&current.id).execute(state.db.writer()),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

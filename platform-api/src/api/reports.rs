@@ -149,7 +149,7 @@ pub async fn upload(
         })
         .collect();
     let save = async {
-        let mut tx = state.db.pool().begin().await?;
+        let mut tx = state.db.writer().begin().await?;
         sqlx::query(
             "INSERT INTO reports (id, patient_id, author_id, original, parsed_count, skipped_count, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
