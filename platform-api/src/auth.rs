@@ -170,6 +170,63 @@ impl LoginLimiter {
     }
 }
 
+/// Recently validated tokens, so most requests skip the token query.
+///
+/// An entry lives at most `ttl` (and never past the token's expiry). Logout and account
+/// changes in this process remove entries at once; another replica sharing the database
+/// sees a revocation within `ttl`. A `ttl` of zero turns the cache off. At most
+/// [`TokenCache::MAX_ENTRIES`] entries: when full, expired entries are dropped, and if none
+/// has expired the cache is emptied.
+pub struct TokenCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (AuthUser, Instant)>>,
+}
+
+impl TokenCache {
+    /// Most entries kept.
+    pub const MAX_ENTRIES: usize = 10_000;
+
+    /// A cache whose entries live at most `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, hash: &str) -> Option<AuthUser> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(hash).filter(|(_, until)| Instant::now() < *until).map(|(u, _)| u.clone())
+    }
+
+    fn put(&self, user: &AuthUser, expires_at_ms: i64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let left = Duration::from_millis(u64::try_from(expires_at_ms - now_ms()).unwrap_or(0));
+        let until = Instant::now() + self.ttl.min(left);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= Self::MAX_ENTRIES {
+            let now = Instant::now();
+            entries.retain(|_, (_, until)| now < *until);
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(user.token_hash.clone(), (user.clone(), until));
+    }
+
+    /// Forgets one token (logout).
+    pub fn remove(&self, hash: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(hash);
+    }
+
+    /// Forgets every token of a user (disabled, or role changed).
+    pub fn remove_user(&self, user_id: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (u, _)| u.id != user_id);
+    }
+}
+
 /// The authenticated caller, from `Authorization: Bearer <token>`.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -201,6 +258,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(|| ApiError::unauthorized("authorization header must be `Bearer <token>`"))?;
         let hash = token_hash(token);
+        if let Some(user) = state.token_cache.get(&hash) {
+            return Ok(user);
+        }
         let row: Option<(String, String, String, String, i64, i64, Option<i64>)> = state
             .db
             .timed(
@@ -220,7 +280,9 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         let role =
             Role::parse(&role).ok_or_else(|| ApiError::internal("stored role", &"unknown role in users table"))?;
-        Ok(AuthUser { id, email, name, role, token_hash: hash })
+        let user = AuthUser { id, email, name, role, token_hash: hash };
+        state.token_cache.put(&user, expires_at);
+        Ok(user)
     }
 }
 
@@ -266,6 +328,33 @@ mod tests {
         assert!(l.allow("y@example.org", a), "third attempt from one address is allowed");
         assert!(!l.allow("z@example.org", a), "fourth attempt from one address is refused");
         assert!(l.allow("z@example.org", b));
+    }
+
+    #[test]
+    fn token_cache_expires_and_forgets() {
+        let user = |id: &str, hash: &str| AuthUser {
+            id: id.into(),
+            email: String::new(),
+            name: String::new(),
+            role: Role::Patient,
+            token_hash: hash.into(),
+        };
+        let far = now_ms() + 3_600_000;
+        let cache = TokenCache::new(Duration::from_secs(60));
+        cache.put(&user("u1", "h1"), far);
+        cache.put(&user("u1", "h2"), far);
+        cache.put(&user("u2", "h3"), far);
+        cache.put(&user("u2", "h4"), now_ms() - 1);
+        assert_eq!(cache.get("h1").map(|u| u.id), Some("u1".into()));
+        assert!(cache.get("h4").is_none(), "never past the token's own expiry");
+        cache.remove("h1");
+        assert!(cache.get("h1").is_none());
+        cache.remove_user("u1");
+        assert!(cache.get("h2").is_none());
+        assert!(cache.get("h3").is_some());
+        let off = TokenCache::new(Duration::ZERO);
+        off.put(&user("u1", "h1"), far);
+        assert!(off.get("h1").is_none());
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub struct Config {
     #[arg(long, env = "PLATFORM_API_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
     pub token_ttl: Duration,
 
+    /// How long a validated token is trusted without asking the database again. A token
+    /// revoked through another replica keeps working here for at most this long; `0s`
+    /// turns the cache off.
+    #[arg(long, env = "PLATFORM_API_TOKEN_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub token_cache_ttl: Duration,
+
     /// Login attempts allowed per account per minute.
     #[arg(long, env = "PLATFORM_API_LOGIN_LIMIT_PER_ACCOUNT", default_value_t = 10)]
     pub login_limit_per_account: u32,

@@ -7,6 +7,8 @@
 //! backend-specific mapping.
 
 use crate::telemetry::Metrics;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
@@ -14,7 +16,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 /// The migrations, embedded in the binary so it needs no files at run time.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
@@ -165,15 +166,10 @@ impl Db {
         let Some(metrics) = &self.metrics else {
             return fut.await;
         };
-        let span = tracing::info_span!(
-            "db.query",
-            otel.name = name,
-            otel.kind = "client",
-            db.system.name = self.backend.otel_name(),
-            db.operation.name = name,
-        );
+        let attributes =
+            vec![KeyValue::new("db.system.name", self.backend.otel_name()), KeyValue::new("db.operation.name", name)];
         let start = Instant::now();
-        let result = fut.instrument(span).await;
+        let result = crate::telemetry::in_span(name, SpanKind::Client, attributes, fut).await;
         metrics.db_query_duration.with_label_values(&[name]).observe(start.elapsed().as_secs_f64());
         if result.is_err() {
             metrics.db_query_errors.with_label_values(&[name]).inc();

@@ -4,7 +4,7 @@
 
 use crate::app;
 use crate::audit::AuditLog;
-use crate::auth::{self, LoginLimiter, Role};
+use crate::auth::{self, LoginLimiter, Role, TokenCache};
 use crate::config::Config;
 use crate::db::{Db, new_id, now_ms};
 use crate::faults::Faults;
@@ -68,6 +68,7 @@ impl Service {
             metrics,
             telemetry: !config.disable_telemetry,
             token_ttl: config.token_ttl,
+            token_cache: Arc::new(TokenCache::new(config.token_cache_ttl)),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limit_per_account, config.login_limit_per_address)),
             faults,
         };

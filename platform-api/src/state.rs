@@ -1,7 +1,7 @@
 //! The state every handler shares.
 
 use crate::audit::AuditLog;
-use crate::auth::LoginLimiter;
+use crate::auth::{LoginLimiter, TokenCache};
 use crate::db::Db;
 use crate::faults::Faults;
 use crate::telemetry::Metrics;
@@ -19,6 +19,8 @@ pub struct AppState {
     pub telemetry: bool,
     /// Lifetime of new bearer tokens.
     pub token_ttl: Duration,
+    /// Recently validated tokens.
+    pub token_cache: Arc<TokenCache>,
     /// Login attempt limits.
     pub login_limiter: Arc<LoginLimiter>,
     /// Fault injection, when enabled.

@@ -165,6 +165,15 @@ async fn logs_and_traces_carry_the_incoming_trace_context() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
+    let token = login(&base, &email, PASSWORD).await;
+    let resp = client()
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "vital", "code": "heart_rate", "value": 61}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
     p.signal("-TERM");
     assert!(p.wait(Duration::from_secs(15)).success());
 
@@ -180,15 +189,18 @@ async fn logs_and_traces_carry_the_incoming_trace_context() {
 
     // The exporter flushed on shutdown; the protobuf body holds the raw 16-byte trace id.
     let raw_id: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap()).collect();
-    let mut found = false;
-    while let Ok(Some((ct, body))) = tokio::time::timeout(Duration::from_secs(5), received.recv()).await {
+    let mut exported = Vec::new();
+    while let Ok(Some((ct, body))) = tokio::time::timeout(Duration::from_secs(2), received.recv()).await {
         assert_eq!(ct, "application/x-protobuf");
-        if body.windows(16).any(|w| w == raw_id.as_slice()) {
-            found = true;
-            break;
-        }
+        exported.extend_from_slice(&body);
     }
-    assert!(found, "spans of the traced request were exported over OTLP/HTTP");
+    let contains = |needle: &[u8]| exported.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(&raw_id), "spans of the traced request were exported over OTLP/HTTP");
+    for name in ["POST /v1/auth/register", "POST /v1/records", "user_insert", "record_insert", "db.system.name"] {
+        assert!(contains(name.as_bytes()), "no `{name}` in the exported spans");
+    }
+    // The record.create span deliberately carries PHI as attributes, for Warden to catch.
+    assert!(contains(b"record.create") && contains(b"patient.email") && contains(email.as_bytes()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

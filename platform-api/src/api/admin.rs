@@ -206,6 +206,7 @@ pub async fn patch_user(
                 .await?;
         }
     }
+    state.token_cache.remove_user(&id);
     tracing::info!(user_id = %id, admin_id = %user.id, disabled = ?patch.disabled, role = ?patch.role, "user changed by admin");
     let updated = fetch_user(&state, &id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     Ok(axum::Json(updated))

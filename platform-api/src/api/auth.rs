@@ -244,6 +244,7 @@ pub async fn login(
         (status = 401, description = "No valid token", body = ErrorBody),
     ))]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    state.token_cache.remove(&user.token_hash);
     state
         .db
         .timed(

@@ -17,8 +17,9 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -432,15 +433,15 @@ pub async fn create(
     let (patient_id, patient_name, patient_email) = target_patient(&state, &user, input.patient_id, "record").await?;
     let id = new_id();
     let now = now_ms();
-    let span = tracing::info_span!("record.create", patient.name = %patient_name, patient.email = %patient_email);
-    state
-        .db
-        .timed(
-            "record_insert",
-            insert_record(state.db.writer(), &id, &patient_id, &user.id, input.kind, &content, None, now),
-        )
-        .instrument(span)
-        .await?;
+    let attributes = vec![
+        KeyValue::new("patient.name", patient_name.clone()),
+        KeyValue::new("patient.email", patient_email.clone()),
+    ];
+    let insert = state.db.timed(
+        "record_insert",
+        insert_record(state.db.writer(), &id, &patient_id, &user.id, input.kind, &content, None, now),
+    );
+    crate::telemetry::in_span("record.create", SpanKind::Internal, attributes, insert).await?;
     state
         .audit
         .record(Event {

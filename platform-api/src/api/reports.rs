@@ -17,8 +17,8 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -130,8 +130,9 @@ pub async fn upload(
     let (patient_id, _, _) = target_patient(&state, &user, params.patient_id, "report").await?;
     let first_line =
         text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().chars().take(200).collect::<String>();
-    let span = tracing::info_span!("report.parse", report.first_line = %first_line, report.bytes = text.len());
-    let parsed = span.in_scope(|| labparse::parse(&text));
+    let attributes =
+        vec![KeyValue::new("report.first_line", first_line), KeyValue::new("report.bytes", text.len() as i64)];
+    let parsed = crate::telemetry::in_span_sync("report.parse", attributes, || labparse::parse(&text));
     let report_id = new_id();
     let now = now_ms();
     let records: Vec<(String, Content, usize)> = parsed
@@ -168,7 +169,7 @@ pub async fn upload(
         }
         tx.commit().await
     };
-    state.db.timed("report_insert", save).instrument(span).await?;
+    state.db.timed("report_insert", save).await?;
     state
         .audit
         .record(Event {

@@ -33,7 +33,10 @@ impl Backend {
             Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
             _ if required => panic!("WARDEN_REQUIRE_SERVICES=1 but WARDEN_POSTGRES_URL is not set"),
             _ => {
-                eprintln!("skipping PostgreSQL variant: WARDEN_POSTGRES_URL is not set");
+                // Written to the real stderr, not through `eprintln!`, which the test
+                // harness captures and hides for passing tests.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "skipping PostgreSQL variant: WARDEN_POSTGRES_URL is not set");
                 None
             }
         }

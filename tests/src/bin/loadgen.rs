@@ -147,7 +147,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "p999_ms": ms(0.999),
         "max_ms": h.max() as f64 / 1000.0,
     });
-    println!("{out}");
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{out}")?;
     Ok(())
 }
 
