@@ -58,8 +58,17 @@ impl Role {
     }
 }
 
+/// Argon2id uses 19 MiB and tens of milliseconds per hash: at most this many run at once,
+/// so a burst of logins queues instead of exhausting memory and the blocking pool.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+async fn hashing_permit() -> ApiResult<tokio::sync::SemaphorePermit<'static>> {
+    HASHING.acquire().await.map_err(|e| ApiError::internal("password hashing permit", &e))
+}
+
 /// Hashes a password with Argon2id and a random salt.
 pub async fn hash_password(password: String) -> ApiResult<String> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
@@ -82,6 +91,7 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// Verifies a password against a stored hash (or against a dummy when `hash` is `None`).
 pub async fn verify_password(hash: Option<String>, password: String) -> ApiResult<bool> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let stored = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
         let Ok(parsed) = PasswordHash::new(stored) else {
