@@ -203,37 +203,36 @@ async fn logs_and_traces_carry_the_incoming_trace_context() {
     assert!(contains(b"record.create") && contains(b"patient.email") && contains(email.as_bytes()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_in_flight_requests() {
-    let dir = TempDir::new();
+/// Starts the binary with fault injection and a bootstrap admin, sets `faults`, and
+/// returns the process, its address and the admin's token.
+async fn start_with_fault(dir: &TempDir, grace: &str, faults: Value) -> (Proc, String, String) {
     std::fs::write(dir.0.join("pw"), ADMIN_PASSWORD).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut p = Proc::spawn(
-        &dir.0,
-        &[
-            "--listen",
-            &listen,
-            "--enable-fault-injection",
-            "--admin-email",
-            ADMIN_EMAIL,
-            "--admin-password-file",
-            "pw",
-            "--shutdown-grace",
-            "10s",
-        ],
-        &[],
-    );
+    let args = [
+        "--listen",
+        &listen,
+        "--enable-fault-injection",
+        "--admin-email",
+        ADMIN_EMAIL,
+        "--admin-password-file",
+        "pw",
+        "--shutdown-grace",
+        grace,
+    ];
+    let p = Proc::spawn(&dir.0, &args, &[]);
     let base = format!("http://{listen}");
     wait_ready(&base).await;
     let admin = login(&base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let put = client()
-        .put(format!("{base}/admin/faults"))
-        .bearer_auth(&admin)
-        .json(&json!({"latency_ms": 1500}))
-        .send()
-        .await
-        .unwrap();
+    let put = client().put(format!("{base}/admin/faults")).bearer_auth(&admin).json(&faults).send().await.unwrap();
     assert_eq!(put.status(), 200);
+    (p, listen, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let dir = TempDir::new();
+    let (mut p, listen, admin) = start_with_fault(&dir, "10s", json!({"latency_ms": 1500})).await;
+    let base = format!("http://{listen}");
     let slow = tokio::spawn({
         let url = format!("{base}/v1/me");
         let admin = admin.clone();
@@ -253,22 +252,8 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_period_bounds_shutdown() {
     let dir = TempDir::new();
-    std::fs::write(dir.0.join("pw"), ADMIN_PASSWORD).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let args =
-        ["--listen", &listen, "--enable-fault-injection", "--admin-email", ADMIN_EMAIL, "--admin-password-file", "pw"];
-    let mut p = Proc::spawn(&dir.0, &[&args[..], &["--shutdown-grace", "1s"]].concat(), &[]);
+    let (mut p, listen, _) = start_with_fault(&dir, "1s", json!({"health_hang": true})).await;
     let base = format!("http://{listen}");
-    wait_ready(&base).await;
-    let admin = login(&base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let put = client()
-        .put(format!("{base}/admin/faults"))
-        .bearer_auth(&admin)
-        .json(&json!({"health_hang": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
     let hung = tokio::spawn(client().get(format!("{base}/healthz")).send());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = Instant::now();
