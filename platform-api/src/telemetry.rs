@@ -398,8 +398,7 @@ fn access_log(method: &str, route: &str, status: u16, start: Instant) {
 /// metrics labelled by the route template (never the raw path), and one access log line.
 pub async fn track_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = method_label(req.method());
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let route = route.as_deref().unwrap_or("unmatched").to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let start = Instant::now();
     if !state.telemetry {
         let response = next.run(req).await;

@@ -1,10 +1,10 @@
 //! Risk assessments: compute the documented score ([`crate::risk`]) from a patient's latest
 //! vitals and labs, store it, and read it back.
 
-use super::records::{list_patient, target_patient};
+use super::records::{audited_access, list_patient, target_patient};
 use super::{Page, id_str, next_offset, rfc3339};
 use crate::audit::{Action, Event, Outcome};
-use crate::auth::{AuthUser, may_access_patient};
+use crate::auth::AuthUser;
 use crate::db::{new_id, now_ms};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
@@ -239,22 +239,6 @@ pub async fn get(
                 .fetch_optional(state.db.pool()),
         )
         .await?;
-    let (outcome, result) = match row.map(assessment_out).transpose()? {
-        None => (Outcome::NotFound, Err(ApiError::not_found("assessment"))),
-        Some(a) if may_access_patient(&state, &user, &a.patient_id).await? => (Outcome::Allowed, Ok(a)),
-        Some(_) => (Outcome::Denied, Err(ApiError::not_found("assessment"))),
-    };
-    let patient = result.as_ref().ok().map(|a| a.patient_id.clone());
-    state
-        .audit
-        .record(Event {
-            actor_id: &user.id,
-            action: Action::Read,
-            resource: "assessment",
-            resource_id: Some(&id),
-            patient_id: patient.as_deref(),
-            outcome,
-        })
-        .await?;
-    result.map(axum::Json)
+    let assessment = row.map(assessment_out).transpose()?;
+    audited_access(&state, &user, Action::Read, "assessment", &id, assessment, |a| &a.patient_id).await.map(axum::Json)
 }

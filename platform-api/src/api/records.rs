@@ -475,35 +475,36 @@ async fn load_checked(state: &AppState, user: &AuthUser, id: &str, action: Actio
                 .fetch_optional(state.db.pool()),
         )
         .await?;
-    let audit = |outcome, patient_id: Option<String>| {
-        let state = state.clone();
-        let actor = user.id.clone();
-        let id = id.to_owned();
-        async move {
-            state
-                .audit
-                .record(Event {
-                    actor_id: &actor,
-                    action,
-                    resource: "record",
-                    resource_id: Some(&id),
-                    patient_id: patient_id.as_deref(),
-                    outcome,
-                })
-                .await
-        }
+    let record = row.map(record_out).transpose()?;
+    audited_access(state, user, action, "record", id, record, |r| &r.patient_id).await
+}
+
+/// Decides access to one item of a patient's data that was looked up by id, and audits the
+/// outcome. An item the caller may not see answers 404, like a missing one, so ids cannot
+/// be probed; the audit row still says which it was.
+pub async fn audited_access<T>(
+    state: &AppState,
+    user: &AuthUser,
+    action: Action,
+    resource: &'static str,
+    id: &str,
+    found: Option<T>,
+    patient_of: impl Fn(&T) -> &str,
+) -> ApiResult<T> {
+    let outcome = match &found {
+        None => Outcome::NotFound,
+        Some(item) if may_access_patient(state, user, patient_of(item)).await? => Outcome::Allowed,
+        Some(_) => Outcome::Denied,
     };
-    let Some(row) = row else {
-        audit(Outcome::NotFound, None).await?;
-        return Err(ApiError::not_found("record"));
-    };
-    let record = record_out(row)?;
-    if !may_access_patient(state, user, &record.patient_id).await? {
-        audit(Outcome::Denied, Some(record.patient_id.clone())).await?;
-        return Err(ApiError::not_found("record"));
+    let patient_id = found.as_ref().map(&patient_of);
+    state
+        .audit
+        .record(Event { actor_id: &user.id, action, resource, resource_id: Some(id), patient_id, outcome })
+        .await?;
+    match (outcome, found) {
+        (Outcome::Allowed, Some(item)) => Ok(item),
+        _ => Err(ApiError::not_found(resource)),
     }
-    audit(Outcome::Allowed, Some(record.patient_id.clone())).await?;
-    Ok(record)
 }
 
 /// Read one record.

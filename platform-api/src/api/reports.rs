@@ -5,10 +5,12 @@
 //! (an `MRN: ...` line, say) are logged with their text, and the upload span carries the
 //! report's first line, which is usually the patient header.
 
-use super::records::{Content, Record, RecordKind, insert_record, list_patient, record_from, target_patient};
+use super::records::{
+    Content, Record, RecordKind, audited_access, insert_record, list_patient, record_from, target_patient,
+};
 use super::{Page, id_str, next_offset, rfc3339};
 use crate::audit::{Action, Event, Outcome};
-use crate::auth::{AuthUser, may_access_patient};
+use crate::auth::AuthUser;
 use crate::db::{new_id, now_ms};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiQuery, IdPath, TextBody};
@@ -259,22 +261,6 @@ pub async fn get(State(state): State<AppState>, user: AuthUser, IdPath(id): IdPa
             .fetch_optional(state.db.pool()),
         )
         .await?;
-    let (outcome, result) = match row.map(report_out) {
-        None => (Outcome::NotFound, Err(ApiError::not_found("report"))),
-        Some(r) if may_access_patient(&state, &user, &r.patient_id).await? => (Outcome::Allowed, Ok(r)),
-        Some(_) => (Outcome::Denied, Err(ApiError::not_found("report"))),
-    };
-    let patient = result.as_ref().ok().map(|r| r.patient_id.clone());
-    state
-        .audit
-        .record(Event {
-            actor_id: &user.id,
-            action: Action::Read,
-            resource: "report",
-            resource_id: Some(&id),
-            patient_id: patient.as_deref(),
-            outcome,
-        })
-        .await?;
-    result.map(axum::Json)
+    let report = row.map(report_out);
+    audited_access(&state, &user, Action::Read, "report", &id, report, |r| &r.patient_id).await.map(axum::Json)
 }
