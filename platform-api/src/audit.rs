@@ -179,9 +179,10 @@ async fn write(db: &Db, batch: &mut Vec<Pending>) {
         ));
     }
     let mut query = sqlx::query(&sql);
-    for p in batch.iter() {
-        for v in &p.row {
-            query = query.bind(v.clone());
+    for p in batch.iter_mut() {
+        // The values are not needed after binding; only `done` is.
+        for v in &mut p.row {
+            query = query.bind(v.take());
         }
         query = query.bind(p.at).bind(p.outcome.as_str());
     }
