@@ -1,16 +1,24 @@
 //! The real `platform-api` binary: zero-setup start on SQLite, JSON logs carrying the W3C
 //! trace context, OTLP trace export, graceful shutdown of an in-flight request, and two
-//! replicas sharing one port.
+//! replicas sharing one port and one database. All but the zero-setup start run on SQLite
+//! and on PostgreSQL.
 
 mod common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TempDir, unique};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, PASSWORD, TempDir, TestDb, unique};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_platform-api");
+
+on_both_backends!(
+    logs_and_traces_carry_the_incoming_trace_context,
+    graceful_shutdown_finishes_in_flight_requests,
+    grace_period_bounds_shutdown,
+    two_replicas_share_one_port,
+);
 
 /// A free port on 127.0.0.1 (bound and released; the kernel does not hand it out again
 /// immediately).
@@ -141,16 +149,16 @@ async fn otlp_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(Strin
     (format!("http://{addr}"), rx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_and_traces_carry_the_incoming_trace_context() {
-    let dir = TempDir::new();
+async fn logs_and_traces_carry_the_incoming_trace_context(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let dir = &db.dir;
     let (otlp, mut received) = otlp_receiver().await;
     let listen = format!("127.0.0.1:{}", free_port());
     let log = dir.0.join("platform.log");
     let log_arg = log.display().to_string();
     let mut p = Proc::spawn(
         &dir.0,
-        &["--listen", &listen, "--log-file", &log_arg],
+        &["--listen", &listen, "--log-file", &log_arg, "--database-url", &db.url],
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     );
     let base = format!("http://{listen}");
@@ -201,11 +209,13 @@ async fn logs_and_traces_carry_the_incoming_trace_context() {
     }
     // The record.create span deliberately carries PHI as attributes, for Warden to catch.
     assert!(contains(b"record.create") && contains(b"patient.email") && contains(email.as_bytes()));
+    db.drop_db().await;
 }
 
 /// Starts the binary with fault injection and a bootstrap admin, sets `faults`, and
 /// returns the process, its address and the admin's token.
-async fn start_with_fault(dir: &TempDir, grace: &str, faults: Value) -> (Proc, String, String) {
+async fn start_with_fault(db: &TestDb, grace: &str, faults: Value) -> (Proc, String, String) {
+    let dir = &db.dir;
     std::fs::write(dir.0.join("pw"), ADMIN_PASSWORD).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [
@@ -218,6 +228,8 @@ async fn start_with_fault(dir: &TempDir, grace: &str, faults: Value) -> (Proc, S
         "pw",
         "--shutdown-grace",
         grace,
+        "--database-url",
+        &db.url,
     ];
     let p = Proc::spawn(&dir.0, &args, &[]);
     let base = format!("http://{listen}");
@@ -228,10 +240,9 @@ async fn start_with_fault(dir: &TempDir, grace: &str, faults: Value) -> (Proc, S
     (p, listen, admin)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_in_flight_requests() {
-    let dir = TempDir::new();
-    let (mut p, listen, admin) = start_with_fault(&dir, "10s", json!({"latency_ms": 1500})).await;
+async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let (mut p, listen, admin) = start_with_fault(&db, "10s", json!({"latency_ms": 1500})).await;
     let base = format!("http://{listen}");
     let slow = tokio::spawn({
         let url = format!("{base}/v1/me");
@@ -247,12 +258,12 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(slow.await.unwrap().unwrap(), 200, "the in-flight request completes");
     assert!(p.wait(Duration::from_secs(10)).success());
     assert!(signalled.elapsed() < Duration::from_secs(5), "exits once drained, not at the end of the grace period");
+    db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grace_period_bounds_shutdown() {
-    let dir = TempDir::new();
-    let (mut p, listen, _) = start_with_fault(&dir, "1s", json!({"health_hang": true})).await;
+async fn grace_period_bounds_shutdown(backend: Backend) {
+    let db = TestDb::create(&backend).await;
+    let (mut p, listen, _) = start_with_fault(&db, "1s", json!({"health_hang": true})).await;
     let base = format!("http://{listen}");
     let hung = tokio::spawn(client().get(format!("{base}/healthz")).send());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -262,14 +273,15 @@ async fn grace_period_bounds_shutdown() {
     let took = signalled.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "exited after {took:?}");
     assert!(hung.await.unwrap().is_err(), "the hung request was cut off");
+    db.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_share_one_port() {
-    let dir = TempDir::new();
+async fn two_replicas_share_one_port(backend: Backend) {
+    let test_db = TestDb::create(&backend).await;
+    let dir = &test_db.dir;
     let listen = format!("127.0.0.1:{}", free_port());
     let logs = [dir.0.join("a.log"), dir.0.join("b.log")];
-    let db = format!("sqlite://{}?mode=rwc", dir.0.join("shared.db").display());
+    let db = test_db.url.clone();
     let mut replicas: Vec<Proc> = logs
         .iter()
         .map(|log| {
@@ -305,4 +317,5 @@ async fn two_replicas_share_one_port() {
     for r in &mut replicas {
         assert!(r.wait(Duration::from_secs(15)).success());
     }
+    test_db.drop_db().await;
 }
