@@ -1,0 +1,313 @@
+//! The rule manager: the set of rule files in force, their groups and schedules, and
+//! reloading them without ever dropping the last good rules.
+//!
+//! [`RuleManager::reload`] reads every file named by the configured paths and glob
+//! patterns. Only if every file loads and every group builds does the new set replace
+//! the old one; otherwise the old groups keep running and the errors (file, line, group,
+//! rule) are returned and kept in [`ReloadStatus`]. A group that survives a reload (same
+//! file and name) keeps its alerts, rule outputs and schedule; a removed group writes
+//! staleness markers for its outputs. [`RuleManager::reload_if_changed`] reloads only when
+//! the files' contents changed (a fingerprint over paths and bytes), so watchers may fire
+//! freely: see [`crate::watch`].
+//!
+//! The manager is synchronous; the agent runs its loop (sleep until
+//! [`RuleManager::next_due`], then [`RuleManager::eval_due`]) and holds it behind a mutex
+//! that reloads also take, so an evaluation never sees half a reload.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use crate::group::{Group, GroupEvalReport, GroupOptions, Schedule};
+use crate::promql::Engine;
+use crate::rulefile;
+use crate::storage::{Appendable, Queryable};
+
+/// Largest rule file read (the loader enforces its own bound too; this one keeps the
+/// fingerprint pass from reading a huge file the loader would refuse anyway).
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The outcome of reloads so far, for `/metrics` and the API.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReloadStatus {
+    /// Whether the last reload succeeded (`warden_rules_last_reload_success`).
+    pub last_reload_success: bool,
+    /// When the last successful reload happened (ms), if any.
+    pub last_success_ms: Option<i64>,
+    /// Reloads attempted.
+    pub reloads_total: u64,
+    /// Reloads refused because a file was bad (`warden_rules_reload_errors_total`).
+    pub reload_errors_total: u64,
+    /// The errors of the last failed reload, one per line; `None` after a success.
+    pub last_error: Option<String>,
+    /// Files in force (those of the last successful reload).
+    pub files: Vec<PathBuf>,
+}
+
+/// Why a reload was refused; the previous rules keep running.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("rule reload refused, previous rules kept:\n{}", .errors.join("\n"))]
+pub struct ReloadError {
+    /// Every problem found, each naming its file (and line, group and rule where known).
+    pub errors: Vec<String>,
+}
+
+/// The groups in force and their schedules.
+pub struct RuleManager {
+    patterns: Vec<String>,
+    opts: GroupOptions,
+    groups: Vec<(Group, Schedule)>,
+    status: ReloadStatus,
+    fingerprint: Option<u64>,
+}
+
+impl RuleManager {
+    /// A manager for `patterns` (paths or glob patterns), holding no rules until the first
+    /// [`RuleManager::reload`].
+    pub fn new(patterns: Vec<String>, opts: GroupOptions) -> Self {
+        RuleManager { patterns, opts, groups: Vec::new(), status: ReloadStatus::default(), fingerprint: None }
+    }
+
+    /// The groups in force, in file order then group order.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.iter().map(|(g, _)| g)
+    }
+
+    /// The outcome of reloads so far.
+    pub fn status(&self) -> &ReloadStatus {
+        &self.status
+    }
+
+    /// Evaluation slots skipped so far by all groups in force.
+    pub fn missed_iterations(&self) -> u64 {
+        self.groups.iter().map(|(_, s)| s.missed_iterations()).sum()
+    }
+
+    /// When the next group evaluation is due (ms), if any group is loaded.
+    pub fn next_due(&self) -> Option<i64> {
+        self.groups.iter().map(|(_, s)| s.next_eval()).min()
+    }
+
+    /// Evaluates every group whose slot has come at `now`, at its slot's timestamp.
+    pub fn eval_due<S: Queryable + Appendable>(
+        &mut self,
+        engine: &Engine,
+        store: &S,
+        now: i64,
+    ) -> Vec<GroupEvalReport> {
+        let mut reports = Vec::new();
+        for (group, schedule) in &mut self.groups {
+            if let Some(tick) = schedule.poll(now) {
+                reports.push(group.eval(engine, store, tick.t));
+            }
+        }
+        reports
+    }
+
+    /// Reloads if the files' paths or contents changed since the last attempt; `None` if
+    /// nothing changed.
+    pub fn reload_if_changed<S: Appendable>(&mut self, store: &S, now: i64) -> Option<Result<usize, ReloadError>> {
+        let (files, errors) = self.expand();
+        let fp = fingerprint(&files);
+        if errors.is_empty() && self.fingerprint == Some(fp) {
+            return None;
+        }
+        Some(self.reload(store, now))
+    }
+
+    /// Loads every file; if all are good, replaces the groups in force and returns their
+    /// number. On any error nothing changes but [`ReloadStatus`].
+    pub fn reload<S: Appendable>(&mut self, store: &S, now: i64) -> Result<usize, ReloadError> {
+        self.status.reloads_total += 1;
+        let (files, mut errors) = self.expand();
+        self.fingerprint = Some(fingerprint(&files));
+        let mut built: Vec<Group> = Vec::new();
+        for path in &files {
+            match rulefile::load_file(path) {
+                Ok(file) => {
+                    let name = path.display().to_string();
+                    for g in &file.groups {
+                        match Group::from_rule_group(&name, g, &self.opts) {
+                            Ok(group) => built.push(group),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                }
+                Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+            }
+        }
+        if !errors.is_empty() {
+            self.status.last_reload_success = false;
+            self.status.reload_errors_total += 1;
+            self.status.last_error = Some(errors.join("\n"));
+            return Err(ReloadError { errors });
+        }
+
+        let mut old: HashMap<String, (Group, Schedule)> =
+            std::mem::take(&mut self.groups).into_iter().map(|(g, s)| (g.key(), (g, s))).collect();
+        for mut group in built {
+            let entry = match old.remove(&group.key()) {
+                Some((prev, schedule)) if prev.interval_ms() == group.interval_ms() => {
+                    group.copy_state_from(&prev);
+                    (group, schedule)
+                }
+                Some((prev, _)) => {
+                    group.copy_state_from(&prev);
+                    let schedule = group.schedule(now);
+                    (group, schedule)
+                }
+                None => {
+                    let schedule = group.schedule(now);
+                    (group, schedule)
+                }
+            };
+            self.groups.push(entry);
+        }
+        for (_, (mut gone, _)) in old {
+            gone.mark_stale(store, now);
+        }
+        self.status.last_reload_success = true;
+        self.status.last_success_ms = Some(now);
+        self.status.last_error = None;
+        self.status.files = files;
+        Ok(self.groups.len())
+    }
+
+    /// The files the patterns name now, sorted and deduplicated, and the patterns that are
+    /// invalid or name a missing file. A glob that matches nothing is not an error (as in
+    /// Prometheus); a plain path that does not exist is.
+    fn expand(&self) -> (Vec<PathBuf>, Vec<String>) {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for p in &self.patterns {
+            if !p.contains(['*', '?', '[']) {
+                if Path::new(p).is_file() {
+                    files.push(PathBuf::from(p));
+                } else {
+                    errors.push(format!("{p}: rule file not found"));
+                }
+                continue;
+            }
+            match glob::glob(p) {
+                Ok(paths) => {
+                    for entry in paths {
+                        match entry {
+                            Ok(path) if path.is_file() => files.push(path),
+                            Ok(_) => {}
+                            Err(e) => errors.push(format!("{p}: {e}")),
+                        }
+                    }
+                }
+                Err(e) => errors.push(format!("{p}: invalid glob pattern: {e}")),
+            }
+        }
+        files.sort();
+        files.dedup();
+        (files, errors)
+    }
+}
+
+/// A hash of the file list and each file's bytes (unreadable or oversized files hash by
+/// their error, so they still count as a change when they become readable).
+fn fingerprint(files: &[PathBuf]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for f in files {
+        f.hash(&mut h);
+        match std::fs::metadata(f) {
+            Ok(m) if m.len() <= MAX_FILE_BYTES => match std::fs::read(f) {
+                Ok(bytes) => bytes.hash(&mut h),
+                Err(e) => e.kind().hash(&mut h),
+            },
+            Ok(m) => m.len().hash(&mut h),
+            Err(e) => e.kind().hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Labels;
+    use crate::storage::{Db, DbConfig};
+
+    const GOOD: &str = "groups:\n- name: g\n  interval: 10s\n  rules:\n  - alert: High\n    expr: x > 5\n";
+    const GOOD2: &str = "groups:\n- name: g\n  interval: 10s\n  rules:\n  - alert: High\n    expr: x > 5\n  - record: x:doubled\n    expr: x * 2\n";
+    const BAD: &str = "groups:\n- name: g\n  rules:\n  - alert: High\n    expr: x >\n";
+
+    fn write(dir: &Path, name: &str, text: &str) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("warden-rules-manager-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn bad_file_keeps_last_good_rules_and_counts_the_error() {
+        let dir = tempdir("bad");
+        let path = write(&dir, "a.yml", GOOD);
+        let db = Db::new(DbConfig::default());
+        let mut m = RuleManager::new(vec![path.clone()], GroupOptions::default());
+        assert_eq!(m.reload(&db, 0).unwrap(), 1);
+        assert!(m.status().last_reload_success);
+
+        write(&dir, "a.yml", BAD);
+        let err = m.reload_if_changed(&db, 1_000).expect("content changed").unwrap_err();
+        assert!(err.errors[0].contains("a.yml"), "{err}");
+        assert!(!m.status().last_reload_success);
+        assert_eq!(m.status().reload_errors_total, 1);
+        assert_eq!(m.groups().count(), 1, "last good group still in force");
+
+        write(&dir, "a.yml", GOOD2);
+        assert_eq!(m.reload_if_changed(&db, 2_000).unwrap().unwrap(), 1);
+        assert_eq!(m.groups().next().unwrap().rules().len(), 2);
+        assert!(m.status().last_reload_success && m.status().last_error.is_none());
+        assert!(m.reload_if_changed(&db, 3_000).is_none(), "unchanged files are not reloaded");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_plain_path_is_an_error_but_empty_glob_is_not() {
+        let dir = tempdir("glob");
+        let db = Db::new(DbConfig::default());
+        let mut m = RuleManager::new(vec![dir.join("*.yml").display().to_string()], GroupOptions::default());
+        assert_eq!(m.reload(&db, 0).unwrap(), 0);
+        let mut m = RuleManager::new(vec![dir.join("nope.yml").display().to_string()], GroupOptions::default());
+        assert!(m.reload(&db, 0).unwrap_err().errors[0].contains("not found"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn surviving_group_keeps_its_firing_alert_across_a_reload() {
+        let dir = tempdir("state");
+        let path = write(&dir, "a.yml", GOOD);
+        let db = Db::new(DbConfig::default());
+        let engine = Engine::default();
+        let x = Labels::from_pairs(&[("__name__", "x")]);
+        let mut m = RuleManager::new(vec![path], GroupOptions::default());
+        m.reload(&db, 0).unwrap();
+        let mut now = 0;
+        for _ in 0..3 {
+            now = m.next_due().unwrap();
+            db.append(&x, now, 10.0).unwrap();
+            for r in m.eval_due(&engine, &db, now) {
+                assert_eq!(r.failed(), 0, "{r:?}");
+            }
+        }
+        let firing = |m: &RuleManager| m.groups().flat_map(|g| g.active_alerts()).collect::<Vec<_>>();
+        let before = firing(&m);
+        assert_eq!(before.len(), 1);
+        write(&dir, "a.yml", GOOD2);
+        m.reload_if_changed(&db, now + 1).unwrap().unwrap();
+        let after = firing(&m);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].active_at, before[0].active_at, "alert state carried over");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,489 @@
+//! The in-memory time-series store: Gorilla-compressed chunks per series, an inverted
+//! label index, a retention window and a series limit.
+//!
+//! Layout:
+//! - Series are found by their labels' hash in one of [`SHARDS`] lock-striped maps, so
+//!   appends from many producers take only a shared lock on one shard and the mutex of
+//!   their own series. A shard is locked for writing only to create or remove a series.
+//! - Each series holds sealed immutable chunks of up to 120 samples (with their first
+//!   and last timestamps, so reads skip chunks outside the range and retention drops
+//!   whole chunks) and one head chunk being appended.
+//! - The label index ([`Postings`]) and the id → series table sit behind one `RwLock`,
+//!   read by `select` and written only when a series is created or removed.
+//!
+//! Invariants:
+//! - Lock order is shard → index, and shard → series; a series mutex is never held while
+//!   taking a shard or the index lock, and the index lock never while taking a shard.
+//! - A series is in its shard iff it is in the index (the two are updated together
+//!   under the shard's write lock, except in [`Db::clear`], which holds every lock).
+//! - Within a series, timestamps strictly increase across chunks; `last` is the newest
+//!   sample ever accepted, kept even when retention dropped the chunk holding it.
+//! - After [`Db::truncate`]`(now)`, samples before `now - retention` are never returned,
+//!   and appends before it fail with [`AppendError::TooOld`]. The chunk straddling the
+//!   cutoff is kept whole, so [`DbStats::samples`] may count a few such hidden samples.
+//! - Locks are taken through helpers that ignore poisoning: no panic can leave a
+//!   half-written chunk (pushes do not panic), so the data stays usable.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use promql_parser::label::Matcher;
+
+use super::chunk::{Chunk, HeadChunk, MAX_CHUNK_SAMPLES};
+use super::index::{Postings, SeriesId};
+use super::{AppendError, Appendable, Queryable, Sample, Series};
+use crate::labels::Labels;
+
+/// Number of lock stripes for the labels → series maps.
+const SHARDS: usize = 64;
+
+/// Shortest time span a head chunk may cover before it is cut, whatever the retention.
+const MIN_CHUNK_SPAN_MS: i64 = 60_000;
+
+/// Store limits.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    /// Samples older than the newest timestamp minus this are dropped by [`Db::truncate`].
+    pub retention_ms: i64,
+    /// Maximum number of series; appends creating more are refused.
+    pub max_series: usize,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig { retention_ms: 6 * 3600 * 1000, max_series: 1_000_000 }
+    }
+}
+
+/// Size figures and counters (counters are monotonic for the life of the store, so the
+/// agent can export them as metrics; [`Db::clear`] does not reset them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DbStats {
+    /// Series held.
+    pub series: usize,
+    /// Samples held (chunks straddling the retention cutoff are counted whole).
+    pub samples: usize,
+    /// Chunks held, the head chunks included.
+    pub chunks: usize,
+    /// Compressed size of all chunks' sample data, in bytes (labels, index and per-chunk
+    /// bookkeeping not included).
+    pub bytes: usize,
+    /// Appends refused because they would have created a series past `max_series`.
+    pub series_limit_refusals: u64,
+    /// Appends refused as out of order.
+    pub out_of_order: u64,
+    /// Appends refused as a duplicate timestamp with a different value.
+    pub duplicate_timestamps: u64,
+    /// Appends refused as older than the retention cutoff.
+    pub too_old: u64,
+    /// Series created since the store was built.
+    pub series_created: u64,
+    /// Series removed (left empty by retention, or cleared) since the store was built.
+    pub series_removed: u64,
+}
+
+/// A hasher for keys that already are a hash: the shard maps are keyed by the labels'
+/// keyed SipHash, computed once per append.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A hasher for series ids: they are dense and sequential, so one multiplication by an
+/// odd constant spreads them over the high bits the table probes with.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// One shard: labels hash → the series with that hash (almost always one).
+type ShardMap = HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PassThrough>>;
+
+/// One series.
+#[derive(Debug)]
+struct MemSeries {
+    id: SeriesId,
+    labels: Labels,
+    data: Mutex<SeriesData>,
+}
+
+/// A series' samples.
+#[derive(Debug, Default)]
+struct SeriesData {
+    sealed: Vec<Chunk>,
+    head: Option<HeadChunk>,
+    /// Newest accepted sample: timestamp and value bits.
+    last: Option<(i64, u64)>,
+}
+
+impl SeriesData {
+    fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.head.is_none()
+    }
+
+    /// Appends the samples in `[mint, maxt]` to `out`.
+    fn collect(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let first = self.sealed.partition_point(|c| c.max_t() < mint);
+        for c in &self.sealed[first..] {
+            if c.min_t() > maxt {
+                return;
+            }
+            if c.min_t() >= mint && c.max_t() <= maxt {
+                out.extend(c.iter());
+                continue;
+            }
+            for s in c.iter() {
+                if s.t > maxt {
+                    return;
+                }
+                if s.t >= mint {
+                    out.push(s);
+                }
+            }
+        }
+        if let Some(h) = &self.head
+            && h.max_t() >= mint
+            && h.min_t() <= maxt
+        {
+            for s in h.iter() {
+                if s.t > maxt {
+                    return;
+                }
+                if s.t >= mint {
+                    out.push(s);
+                }
+            }
+        }
+    }
+
+    /// Drops the chunks whose samples are all before `cutoff`.
+    fn drop_before(&mut self, cutoff: i64) {
+        let keep_from = self.sealed.partition_point(|c| c.max_t() < cutoff);
+        self.sealed.drain(..keep_from);
+        if self.sealed.is_empty() && self.head.as_ref().is_some_and(|h| h.max_t() < cutoff) {
+            self.head = None;
+        }
+    }
+}
+
+/// The label index and the id → series table.
+#[derive(Debug, Default)]
+struct Index {
+    postings: Postings,
+    series: HashMap<SeriesId, Arc<MemSeries>, BuildHasherDefault<IdHasher>>,
+    next_id: SeriesId,
+}
+
+/// The in-memory time-series store.
+pub struct Db {
+    config: DbConfig,
+    chunk_span_ms: i64,
+    hasher: RandomState,
+    shards: Box<[RwLock<ShardMap>]>,
+    index: RwLock<Index>,
+    num_series: AtomicUsize,
+    /// Appends before this fail and selects do not look before it (`i64::MIN` until the
+    /// first truncate).
+    min_valid_t: AtomicI64,
+    series_limit_refusals: AtomicU64,
+    out_of_order: AtomicU64,
+    duplicate_timestamps: AtomicU64,
+    too_old: AtomicU64,
+    series_created: AtomicU64,
+    series_removed: AtomicU64,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Db::new(DbConfig::default())
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("config", &self.config)
+            .field("series", &self.num_series.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn find<'a>(map: &'a ShardMap, hash: u64, labels: &Labels) -> Option<&'a Arc<MemSeries>> {
+    map.get(&hash)?.iter().find(|s| s.labels == *labels)
+}
+
+impl Db {
+    /// An empty store. A negative `retention_ms` is taken as zero.
+    pub fn new(mut config: DbConfig) -> Self {
+        config.retention_ms = config.retention_ms.max(0);
+        // Cut head chunks after a quarter of the retention at the latest, so that slow
+        // series also free memory in steps of at most a quarter of the window.
+        let chunk_span_ms = (config.retention_ms / 4).max(MIN_CHUNK_SPAN_MS);
+        Db {
+            config,
+            chunk_span_ms,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| RwLock::new(ShardMap::default())).collect(),
+            index: RwLock::new(Index::default()),
+            num_series: AtomicUsize::new(0),
+            min_valid_t: AtomicI64::new(i64::MIN),
+            series_limit_refusals: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            duplicate_timestamps: AtomicU64::new(0),
+            too_old: AtomicU64::new(0),
+            series_created: AtomicU64::new(0),
+            series_removed: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &DbConfig {
+        &self.config
+    }
+
+    /// Drops every series and sample, and forgets the retention cutoff. Counters stay.
+    pub fn clear(&self) {
+        let mut shards: Vec<RwLockWriteGuard<'_, ShardMap>> = self.shards.iter().map(write).collect();
+        let mut index = write(&self.index);
+        let n = index.series.len();
+        for s in &mut shards {
+            s.clear();
+        }
+        index.postings.clear();
+        index.series.clear();
+        self.num_series.store(0, Ordering::Relaxed);
+        self.min_valid_t.store(i64::MIN, Ordering::Relaxed);
+        self.series_removed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Drops chunks whose samples are all older than `now - retention` (the chunk
+    /// straddling the cutoff is kept but its older samples are no longer returned), then
+    /// removes the series left without samples. Later appends older than the cutoff fail
+    /// with [`AppendError::TooOld`]. The cutoff never moves back.
+    pub fn truncate(&self, now: i64) {
+        let cutoff = now.saturating_sub(self.config.retention_ms);
+        let cutoff = self.min_valid_t.fetch_max(cutoff, Ordering::Relaxed).max(cutoff);
+        for shard in self.shards.iter() {
+            let map = read(shard);
+            for s in map.values().flatten() {
+                lock(&s.data).drop_before(cutoff);
+            }
+        }
+        self.remove_empty_series();
+    }
+
+    /// Removes the series that hold no sample (after [`Db::truncate`]) from the store and
+    /// its index; returns how many were removed.
+    pub fn remove_empty_series(&self) -> usize {
+        let mut removed: Vec<(SeriesId, Labels)> = Vec::new();
+        for shard in self.shards.iter() {
+            // Appenders hold the shard's read lock while they append, so under the write
+            // lock no sample can arrive in a series between the check and its removal.
+            let mut map = write(shard);
+            map.retain(|_, bucket| {
+                bucket.retain(|s| {
+                    let empty = lock(&s.data).is_empty();
+                    if empty {
+                        removed.push((s.id, s.labels.clone()));
+                    }
+                    !empty
+                });
+                !bucket.is_empty()
+            });
+        }
+        if removed.is_empty() {
+            return 0;
+        }
+        {
+            let mut index = write(&self.index);
+            index.postings.remove(&removed);
+            for (id, _) in &removed {
+                index.series.remove(id);
+            }
+        }
+        self.num_series.fetch_sub(removed.len(), Ordering::Relaxed);
+        self.series_removed.fetch_add(removed.len() as u64, Ordering::Relaxed);
+        removed.len()
+    }
+
+    /// Current size and counters. Walks every series: meant for periodic metrics.
+    pub fn stats(&self) -> DbStats {
+        let mut st = DbStats {
+            series_limit_refusals: self.series_limit_refusals.load(Ordering::Relaxed),
+            out_of_order: self.out_of_order.load(Ordering::Relaxed),
+            duplicate_timestamps: self.duplicate_timestamps.load(Ordering::Relaxed),
+            too_old: self.too_old.load(Ordering::Relaxed),
+            series_created: self.series_created.load(Ordering::Relaxed),
+            series_removed: self.series_removed.load(Ordering::Relaxed),
+            ..DbStats::default()
+        };
+        for shard in self.shards.iter() {
+            let map = read(shard);
+            for s in map.values().flatten() {
+                st.series += 1;
+                let d = lock(&s.data);
+                for c in &d.sealed {
+                    st.samples += usize::from(c.count());
+                    st.bytes += c.bytes();
+                    st.chunks += 1;
+                }
+                if let Some(h) = &d.head {
+                    st.samples += usize::from(h.count());
+                    st.bytes += h.bytes();
+                    st.chunks += 1;
+                }
+            }
+        }
+        st
+    }
+
+    /// Sorted names of the labels present in at least one series.
+    pub fn label_names(&self) -> Vec<String> {
+        read(&self.index).postings.label_names()
+    }
+
+    /// Sorted values of label `name` over all series.
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        read(&self.index).postings.label_values(name)
+    }
+
+    /// Appends to an existing series. The caller holds the series' shard lock (read or
+    /// write), which keeps [`Db::remove_empty_series`] from removing it meanwhile.
+    fn append_to(&self, s: &MemSeries, t: i64, v: f64) -> Result<(), AppendError> {
+        let mut d = lock(&s.data);
+        let bits = v.to_bits();
+        if let Some((last_t, last_v)) = d.last {
+            if t < last_t {
+                self.out_of_order.fetch_add(1, Ordering::Relaxed);
+                return Err(AppendError::OutOfOrder { labels: s.labels.clone(), t, last: last_t });
+            }
+            if t == last_t {
+                if last_v == bits {
+                    return Ok(());
+                }
+                self.duplicate_timestamps.fetch_add(1, Ordering::Relaxed);
+                return Err(AppendError::DuplicateTimestamp { labels: s.labels.clone(), t });
+            }
+        }
+        d.last = Some((t, bits));
+        match &mut d.head {
+            Some(h) if h.count() < MAX_CHUNK_SAMPLES && t.saturating_sub(h.min_t()) < self.chunk_span_ms => {
+                h.push(t, v);
+            }
+            _ => {
+                if let Some(h) = d.head.take() {
+                    d.sealed.push(h.seal());
+                }
+                d.head = Some(HeadChunk::new(t, v));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Appendable for Db {
+    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError> {
+        if t < self.min_valid_t.load(Ordering::Relaxed) {
+            self.too_old.fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::TooOld { labels: labels.clone(), t });
+        }
+        let hash = self.hasher.hash_one(labels);
+        let shard = &self.shards[((hash >> 32) as usize) % SHARDS];
+        {
+            let map = read(shard);
+            if let Some(s) = find(&map, hash, labels) {
+                return self.append_to(s, t, v);
+            }
+        }
+        let mut map = write(shard);
+        if let Some(s) = find(&map, hash, labels) {
+            return self.append_to(s, t, v);
+        }
+        if self.num_series.fetch_add(1, Ordering::Relaxed) >= self.config.max_series {
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+            self.series_limit_refusals.fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::SeriesLimit { limit: self.config.max_series, labels: labels.clone() });
+        }
+        self.series_created.fetch_add(1, Ordering::Relaxed);
+        let series = {
+            let mut index = write(&self.index);
+            // Ids are assigned under the index lock so postings receive them in order.
+            let id = index.next_id;
+            index.next_id += 1;
+            let series = Arc::new(MemSeries { id, labels: labels.clone(), data: Mutex::default() });
+            index.postings.add(id, labels);
+            index.series.insert(id, Arc::clone(&series));
+            series
+        };
+        let result = self.append_to(&series, t, v);
+        map.entry(hash).or_default().push(series);
+        result
+    }
+}
+
+impl Queryable for Db {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let mint = mint.max(self.min_valid_t.load(Ordering::Relaxed));
+        if mint > maxt {
+            return Vec::new();
+        }
+        let mut hits: Vec<Arc<MemSeries>> = {
+            let index = read(&self.index);
+            let ids = index.postings.select(matchers, |id| index.series.get(&id).map(|s| &s.labels));
+            ids.iter().filter_map(|id| index.series.get(id).cloned()).collect()
+        };
+        hits.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out = Vec::new();
+        for s in hits {
+            let mut samples = Vec::new();
+            lock(&s.data).collect(mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(Series { labels: s.labels.clone(), samples });
+            }
+        }
+        out
+    }
+}
