@@ -1,5 +1,13 @@
-//! `warden`: the agent binary. Today it only reports its version; the daemon (`run`),
-//! `check-config`, `redact`, `check-rules` and `test-rules` arrive with their issues.
+//! `warden`: the agent binary. Today it reports its version and runs the rule tooling:
+//! `check-rules` (promtool's `check rules`) and `test-rules` (promtool's `test rules`).
+//! The daemon (`run`), `check-config` and `redact` arrive with their issues.
+//!
+//! Exit codes: 0 success; 1 a check or test failed; 3 lint problems with `--lint-fatal`
+//! (as promtool); 64 bad usage (`EX_USAGE`, where clap would exit 2).
+
+mod cli;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +23,31 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version,
+    /// Check Prometheus rule files (like `promtool check rules`).
+    CheckRules(cli::check_rules::Args),
+    /// Run rule unit tests in promtool's format (like `promtool test rules`).
+    TestRules(cli::test_rules::Args),
 }
 
-fn main() {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Version => println!("warden {}", env!("CARGO_PKG_VERSION")),
-    }
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version requests are not errors; everything else is bad usage.
+            let code = if e.use_stderr() { cli::EXIT_USAGE } else { cli::EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let code = match cli.command {
+        Command::Version => {
+            cli::write_or_ignore(&mut out, &format!("warden {}\n", env!("CARGO_PKG_VERSION")));
+            cli::EXIT_OK
+        }
+        Command::CheckRules(args) => cli::check_rules::run(&args, &mut out, &mut err),
+        Command::TestRules(args) => cli::test_rules::run(&args, &mut out, &mut err),
+    };
+    ExitCode::from(code)
 }
