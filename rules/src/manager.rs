@@ -10,11 +10,17 @@
 //! the files' contents changed (a fingerprint over paths and bytes), so watchers may fire
 //! freely: see [`crate::watch`].
 //!
+//! [`RuleManager::encode_metrics`] renders the manager's own metrics in Prometheus' text
+//! format (`warden_rules_last_reload_success`, `warden_rules_reload_errors_total`, and per
+//! group evaluations, failures, missed iterations and last duration) for the agent's
+//! `/metrics`.
+//!
 //! The manager is synchronous; the agent runs its loop (sleep until
 //! [`RuleManager::next_due`], then [`RuleManager::eval_due`]) and holds it behind a mutex
 //! that reloads also take, so an evaluation never sees half a reload.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -59,13 +65,23 @@ pub struct RuleManager {
     groups: Vec<(Group, Schedule)>,
     status: ReloadStatus,
     fingerprint: Option<u64>,
+    /// Per group key: (evaluations, evaluations with a failed rule). Kept across reloads
+    /// for groups that survive; counters of removed groups go with them.
+    counts: HashMap<String, (u64, u64)>,
 }
 
 impl RuleManager {
     /// A manager for `patterns` (paths or glob patterns), holding no rules until the first
     /// [`RuleManager::reload`].
     pub fn new(patterns: Vec<String>, opts: GroupOptions) -> Self {
-        RuleManager { patterns, opts, groups: Vec::new(), status: ReloadStatus::default(), fingerprint: None }
+        RuleManager {
+            patterns,
+            opts,
+            groups: Vec::new(),
+            status: ReloadStatus::default(),
+            fingerprint: None,
+            counts: HashMap::new(),
+        }
     }
 
     /// The groups in force, in file order then group order.
@@ -98,10 +114,74 @@ impl RuleManager {
         let mut reports = Vec::new();
         for (group, schedule) in &mut self.groups {
             if let Some(tick) = schedule.poll(now) {
-                reports.push(group.eval(engine, store, tick.t));
+                let report = group.eval(engine, store, tick.t);
+                let c = self.counts.entry(group.key()).or_default();
+                c.0 += 1;
+                c.1 += u64::from(report.failed() > 0);
+                reports.push(report);
             }
         }
         reports
+    }
+
+    /// Appends the manager's metrics to `out` in Prometheus' text format 0.0.4.
+    pub fn encode_metrics(&self, out: &mut String) {
+        let st = &self.status;
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        gauge(
+            out,
+            "warden_rules_last_reload_success",
+            "Whether the last rule reload succeeded.",
+            "gauge",
+            f64::from(u8::from(st.last_reload_success)),
+        );
+        gauge(
+            out,
+            "warden_rules_last_reload_success_timestamp_seconds",
+            "When the rules were last reloaded successfully.",
+            "gauge",
+            st.last_success_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+        );
+        gauge(out, "warden_rules_reloads_total", "Rule reloads attempted.", "counter", st.reloads_total as f64);
+        gauge(
+            out,
+            "warden_rules_reload_errors_total",
+            "Rule reloads refused because a file was invalid.",
+            "counter",
+            st.reload_errors_total as f64,
+        );
+        let families: [(&str, &str, &str); 5] = [
+            ("warden_rules_group_evaluations_total", "counter", "Evaluations of the group."),
+            (
+                "warden_rules_group_evaluation_failures_total",
+                "counter",
+                "Evaluations in which a rule of the group failed.",
+            ),
+            (
+                "warden_rules_group_iterations_missed_total",
+                "counter",
+                "Evaluation slots skipped because the loop was late.",
+            ),
+            ("warden_rules_group_last_duration_seconds", "gauge", "Duration of the group's last evaluation."),
+            ("warden_rules_group_rules", "gauge", "Rules in the group."),
+        ];
+        for (i, (name, kind, help)) in families.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (g, sched) in &self.groups {
+                let key = g.key();
+                let (evals, failures) = self.counts.get(&key).copied().unwrap_or_default();
+                let v = match i {
+                    0 => evals as f64,
+                    1 => failures as f64,
+                    2 => sched.missed_iterations() as f64,
+                    3 => g.evaluation_duration().as_secs_f64(),
+                    _ => g.rules().len() as f64,
+                };
+                let _ = writeln!(out, "{name}{{rule_group=\"{}\"}} {v}", escape_label_value(&key));
+            }
+        }
     }
 
     /// Reloads if the files' paths or contents changed since the last attempt; `None` if
@@ -163,8 +243,9 @@ impl RuleManager {
             };
             self.groups.push(entry);
         }
-        for (_, (mut gone, _)) in old {
+        for (key, (mut gone, _)) in old {
             gone.mark_stale(store, now);
+            self.counts.remove(&key);
         }
         self.status.last_reload_success = true;
         self.status.last_success_ms = Some(now);
@@ -205,6 +286,11 @@ impl RuleManager {
         files.dedup();
         (files, errors)
     }
+}
+
+/// Escapes a label value for the text format: backslash, double quote and newline.
+fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// A hash of the file list and each file's bytes (unreadable or oversized files hash by
@@ -269,6 +355,13 @@ mod tests {
         assert_eq!(m.groups().next().unwrap().rules().len(), 2);
         assert!(m.status().last_reload_success && m.status().last_error.is_none());
         assert!(m.reload_if_changed(&db, 3_000).is_none(), "unchanged files are not reloaded");
+        let mut text = String::new();
+        m.encode_metrics(&mut text);
+        assert!(text.contains("\nwarden_rules_last_reload_success 1\n"), "{text}");
+        assert!(text.contains("\nwarden_rules_reload_errors_total 1\n"), "{text}");
+        assert!(text.contains("\nwarden_rules_reloads_total 3\n"), "{text}");
+        let group_line = format!("warden_rules_group_rules{{rule_group=\"{};g\"}} 2", escape_label_value(&path));
+        assert!(text.contains(&group_line), "{text}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
