@@ -44,8 +44,15 @@
 //!
 //! Invariant: no input (vector, saved state, timestamps) makes the rule panic; time
 //! arithmetic saturates.
+//!
+//! Caches (pure speed-ups, invisible in results): when no rule label is a template, an
+//! alert's labels depend only on its sample's labels, so they are remembered per sample
+//! label set; annotations without templates are built once; each alert's `ALERTS` and
+//! `ALERTS_FOR_STATE` label sets are remembered until its state changes. Each cache is
+//! emptied when it outgrows twice the rule's latest output (plus a small slack), so
+//! memory stays proportional to the output.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -56,6 +63,12 @@ use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::promql::Engine;
 use crate::storage::{Appendable, Queryable};
 use crate::template::{TemplateData, expand};
+
+/// Maps keyed by label sets, with a fast hasher seeded at random per map.
+type LabelMap<V> = HashMap<Labels, V, foldhash::fast::RandomState>;
+
+/// Entries a cache may hold beyond twice the latest output before it is emptied.
+const CACHE_SLACK: usize = 64;
 
 /// How long a resolved alert is kept and reported (Prometheus: 15 m).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
@@ -254,21 +267,48 @@ pub struct AlertingRuleConfig {
 #[derive(Debug)]
 pub struct AlertingRule {
     cfg: AlertingRuleConfig,
-    active: HashMap<Labels, Alert>,
+    active: LabelMap<Alert>,
     restore: Option<(Vec<SavedAlert>, RestoreOptions)>,
     status: RuleStatus,
     output: OutputWriter,
+    /// Boxed to keep [`crate::group::GroupRule`]'s variants of similar sizes.
+    cache: Box<Caches>,
+}
+
+/// What an alerting rule remembers between evaluations only to go faster.
+#[derive(Debug, Default)]
+struct Caches {
+    /// True if no rule label is a template: alert labels then depend on sample labels only.
+    static_labels: bool,
+    /// The annotations, if none is a template.
+    static_annotations: Option<Labels>,
+    /// Sample labels → alert labels (used only with `static_labels`).
+    label_cache: LabelMap<Labels>,
+    /// Alert labels → the state and the `ALERTS` / `ALERTS_FOR_STATE` label sets last built.
+    series_cache: LabelMap<(AlertState, Labels, Labels)>,
 }
 
 impl AlertingRule {
     /// A rule with no alert yet.
     pub fn new(cfg: AlertingRuleConfig) -> Self {
+        let static_labels = cfg.labels.iter().all(|(_, text)| !is_template(text));
+        let static_annotations = cfg.annotations.iter().all(|(_, text)| !is_template(text)).then(|| {
+            Labels::new(
+                cfg.annotations.iter().map(|(name, text)| Label { name: name.clone(), value: text.clone() }).collect(),
+            )
+        });
         AlertingRule {
             cfg,
-            active: HashMap::new(),
+            active: LabelMap::default(),
             restore: None,
             status: RuleStatus::default(),
             output: OutputWriter::default(),
+            cache: Box::new(Caches {
+                static_labels,
+                static_annotations,
+                label_cache: LabelMap::default(),
+                series_cache: LabelMap::default(),
+            }),
         }
     }
 
@@ -378,7 +418,10 @@ impl AlertingRule {
     /// evaluation time `t` and returns the `ALERTS`/`ALERTS_FOR_STATE` samples to write,
     /// sorted by labels. Writes nothing and records no status: the seam tests drive.
     pub fn apply(&mut self, input: &[(Labels, f64)], t: i64) -> Result<Vec<(Labels, f64)>, RuleError> {
-        let mut fresh: HashMap<Labels, Alert> = HashMap::with_capacity(input.len());
+        if self.cache.label_cache.len() > input.len().saturating_mul(2).saturating_add(CACHE_SLACK) {
+            self.cache.label_cache = LabelMap::default();
+        }
+        let mut fresh: LabelMap<Alert> = LabelMap::with_capacity_and_hasher(input.len(), Default::default());
         for (labels, value) in input {
             let alert = self.new_alert(labels, *value, t);
             if fresh.contains_key(&alert.labels) {
@@ -386,7 +429,7 @@ impl AlertingRule {
             }
             fresh.insert(alert.labels.clone(), alert);
         }
-        let present: HashSet<Labels> = fresh.keys().cloned().collect();
+        let present: LabelMap<()> = fresh.keys().map(|l| (l.clone(), ())).collect();
 
         let restore = self.restore.take();
         for (labels, mut alert) in fresh {
@@ -407,8 +450,12 @@ impl AlertingRule {
         let (for_ms, kff_ms) = (self.cfg.for_ms, self.cfg.keep_firing_for_ms);
         let mut n_active = 0usize;
         let mut out = Vec::new();
+        if self.cache.series_cache.len() > self.active.len().saturating_mul(2).saturating_add(CACHE_SLACK) {
+            self.cache.series_cache = LabelMap::default();
+        }
+        let series_cache = &mut self.cache.series_cache;
         self.active.retain(|labels, a| {
-            if present.contains(labels) {
+            if present.contains_key(labels) {
                 a.keep_firing_since = None;
             } else {
                 let mut keep_firing = false;
@@ -434,15 +481,26 @@ impl AlertingRule {
                 a.state = AlertState::Firing;
                 a.fired_at = Some(t);
             }
-            out.push(series(a, ALERTS_METRIC, Some(a.state), 1.0));
-            out.push(series(a, ALERTS_FOR_STATE_METRIC, None, a.active_at.div_euclid(1000) as f64));
+            let (alerts, for_state) = match series_cache.get(&a.labels) {
+                Some((state, alerts, for_state)) if *state == a.state => (alerts.clone(), for_state.clone()),
+                _ => {
+                    let alerts = series(a, ALERTS_METRIC, Some(a.state));
+                    let for_state = series(a, ALERTS_FOR_STATE_METRIC, None);
+                    series_cache.insert(a.labels.clone(), (a.state, alerts.clone(), for_state.clone()));
+                    (alerts, for_state)
+                }
+            };
+            out.push((alerts, 1.0));
+            out.push((for_state, a.active_at.div_euclid(1000) as f64));
             true
         });
         if self.cfg.limit > 0 && n_active > self.cfg.limit {
             self.active.clear();
             return Err(RuleError::AlertLimit { limit: self.cfg.limit, count: n_active });
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        // Label sets are unique here (one alert per set, and the two metrics differ), so
+        // an unstable sort gives the same order.
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -461,28 +519,43 @@ impl AlertingRule {
     }
 
     /// The alert for one output sample, pending since `t`.
-    fn new_alert(&self, sample_labels: &Labels, value: f64, t: i64) -> Alert {
+    fn new_alert(&mut self, sample_labels: &Labels, value: f64, t: i64) -> Alert {
         let data = TemplateData {
             labels: sample_labels,
             value,
             external_labels: &self.cfg.external_labels,
             external_url: &self.cfg.external_url,
         };
-        let mut ls: Vec<Label> = Vec::with_capacity(sample_labels.len() + self.cfg.labels.len() + 1);
-        ls.extend(sample_labels.iter().filter(|l| l.name != METRIC_NAME).cloned());
-        for (name, text) in &self.cfg.labels {
-            ls.push(Label { name: name.clone(), value: expand_text(text, &data) });
-        }
-        ls.push(Label { name: ALERT_NAME_LABEL.to_owned(), value: self.cfg.name.clone() });
-        let annotations = self
-            .cfg
-            .annotations
-            .iter()
-            .map(|(name, text)| Label { name: name.clone(), value: expand_text(text, &data) })
-            .collect();
+        let cached = if self.cache.static_labels { self.cache.label_cache.get(sample_labels).cloned() } else { None };
+        let labels = match cached {
+            Some(l) => l,
+            None => {
+                let mut ls: Vec<Label> = Vec::with_capacity(sample_labels.len() + self.cfg.labels.len() + 1);
+                ls.extend(sample_labels.iter().filter(|l| l.name != METRIC_NAME).cloned());
+                for (name, text) in &self.cfg.labels {
+                    ls.push(Label { name: name.clone(), value: expand_text(text, &data) });
+                }
+                ls.push(Label { name: ALERT_NAME_LABEL.to_owned(), value: self.cfg.name.clone() });
+                let l = Labels::new(ls);
+                if self.cache.static_labels {
+                    self.cache.label_cache.insert(sample_labels.clone(), l.clone());
+                }
+                l
+            }
+        };
+        let annotations = match &self.cache.static_annotations {
+            Some(a) => a.clone(),
+            None => Labels::new(
+                self.cfg
+                    .annotations
+                    .iter()
+                    .map(|(name, text)| Label { name: name.clone(), value: expand_text(text, &data) })
+                    .collect(),
+            ),
+        };
         Alert {
-            labels: Labels::new(ls),
-            annotations: Labels::new(annotations),
+            labels,
+            annotations,
             state: AlertState::Pending,
             value,
             active_at: t,
@@ -523,18 +596,23 @@ impl AlertingRule {
     }
 }
 
-/// Expands a label or annotation template; text without `{{` is returned as it is.
-fn expand_text(text: &str, data: &TemplateData<'_>) -> String {
-    if text.contains("{{") { expand(text, data) } else { text.to_owned() }
+/// True if `text` is a template to expand (it contains `{{`).
+fn is_template(text: &str) -> bool {
+    text.contains("{{")
 }
 
-/// `ALERTS{...}` or `ALERTS_FOR_STATE{...}` for `alert`.
-fn series(alert: &Alert, metric: &str, state: Option<AlertState>, v: f64) -> (Labels, f64) {
+/// Expands a label or annotation template; text without `{{` is returned as it is.
+fn expand_text(text: &str, data: &TemplateData<'_>) -> String {
+    if is_template(text) { expand(text, data) } else { text.to_owned() }
+}
+
+/// The labels of `ALERTS{...}` or `ALERTS_FOR_STATE{...}` for `alert`.
+fn series(alert: &Alert, metric: &str, state: Option<AlertState>) -> Labels {
     let mut ls: Vec<Label> = Vec::with_capacity(alert.labels.len() + 2);
     ls.extend(alert.labels.iter().cloned());
     ls.push(Label { name: METRIC_NAME.to_owned(), value: metric.to_owned() });
     if let Some(s) = state {
         ls.push(Label { name: ALERT_STATE_LABEL.to_owned(), value: s.as_str().to_owned() });
     }
-    (Labels::new(ls), v)
+    Labels::new(ls)
 }

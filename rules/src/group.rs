@@ -157,8 +157,11 @@ pub fn query_vector<S: Queryable>(
 /// next output gets a staleness marker (once).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OutputWriter {
-    prev: HashSet<Labels>,
+    prev: LabelSet,
 }
+
+/// A set of label sets, with a fast hasher seeded at random per set.
+type LabelSet = HashSet<Labels, foldhash::fast::RandomState>;
 
 impl OutputWriter {
     /// Appends `out` at `t`, then staleness markers at `t` for last time's series missing
@@ -169,7 +172,7 @@ impl OutputWriter {
         out: &[(Labels, f64)],
         t: i64,
     ) -> Result<usize, RuleError> {
-        let mut written = HashSet::with_capacity(out.len());
+        let mut written = LabelSet::with_capacity_and_hasher(out.len(), Default::default());
         let mut failed = 0;
         let mut first = None;
         for (labels, v) in out {
@@ -623,6 +626,11 @@ impl Group {
     /// Writes staleness markers for every series the group's rules wrote last (the group is
     /// being removed or the agent is stopping), at `t` minus the query offset.
     pub fn mark_stale<S: Appendable + ?Sized>(&mut self, store: &S, t: i64) {
+        // Series of rules an earlier reload dropped, still waiting for their marker.
+        let ts = t.saturating_sub(self.query_offset_ms);
+        for l in std::mem::take(&mut self.stale_series) {
+            let _ = store.append(&l, ts, stale_nan());
+        }
         for rule in &mut self.rules {
             match rule {
                 GroupRule::Alerting(r) => r.mark_stale(store, t),
@@ -635,11 +643,13 @@ impl Group {
     /// kind, name and labels, in order (the n-th such rule gets the n-th old one), and keep
     /// their alerts, status and output memory. The series last written by old rules without
     /// a match get staleness markers at this group's next evaluation. The restore step is
-    /// skipped: the state is live. (A group removed by a reload: [`Group::mark_stale`].)
+    /// skipped if the old group had already evaluated (its state is live), and still done
+    /// if it had not (a reload before the first evaluation must not lose the saved state).
+    /// (A group removed by a reload: [`Group::mark_stale`].)
     pub fn copy_state_from(&mut self, old: &Group) {
         self.last_evaluation = old.last_evaluation;
         self.evaluation_duration = old.evaluation_duration;
-        self.restore_pending = false;
+        self.restore_pending = old.restore_pending && self.state_store.is_some();
         self.stale_series = old.stale_series.clone();
         let mut used = vec![false; old.rules.len()];
         for rule in &mut self.rules {

@@ -184,44 +184,55 @@ impl RuleManager {
         }
     }
 
-    /// Reloads if the files' paths or contents changed since the last attempt; `None` if
-    /// nothing changed.
-    pub fn reload_if_changed<S: Appendable>(&mut self, store: &S, now: i64) -> Option<Result<usize, ReloadError>> {
-        let (files, errors) = self.expand();
-        let fp = fingerprint(&files);
-        if errors.is_empty() && self.fingerprint == Some(fp) {
-            return None;
-        }
-        Some(self.reload(store, now))
+    /// A loader for this manager's files, to read and build them without holding the
+    /// manager (see [`RuleLoader`]).
+    pub fn loader(&self) -> RuleLoader {
+        RuleLoader { patterns: self.patterns.clone(), opts: self.opts.clone() }
     }
 
-    /// Loads every file; if all are good, replaces the groups in force and returns their
-    /// number. On any error nothing changes but [`ReloadStatus`].
+    /// The fingerprint of the files at the last reload attempt, if any.
+    pub fn fingerprint(&self) -> Option<u64> {
+        self.fingerprint
+    }
+
+    /// Reloads if the files' paths or contents changed since the last attempt; `None` if
+    /// nothing changed. Reads the files while holding `self`; an agent that evaluates
+    /// concurrently uses [`RuleLoader`] and [`RuleManager::install`] instead.
+    pub fn reload_if_changed<S: Appendable>(&mut self, store: &S, now: i64) -> Option<Result<usize, ReloadError>> {
+        let loader = self.loader();
+        if self.fingerprint == Some(loader.fingerprint()) {
+            return None;
+        }
+        Some(self.install(loader.load(), store, now))
+    }
+
+    /// Loads every file and installs the result: see [`RuleManager::install`].
     pub fn reload<S: Appendable>(&mut self, store: &S, now: i64) -> Result<usize, ReloadError> {
+        let prepared = self.loader().load();
+        self.install(prepared, store, now)
+    }
+
+    /// Installs rules loaded by [`RuleLoader::load`]: if every file was good, replaces the
+    /// groups in force (surviving groups keep their state and schedule; removed groups
+    /// write staleness markers) and returns their number. On any error nothing changes but
+    /// [`ReloadStatus`]. Cheap: no file is read here.
+    pub fn install<S: Appendable>(
+        &mut self,
+        prepared: PreparedRules,
+        store: &S,
+        now: i64,
+    ) -> Result<usize, ReloadError> {
         self.status.reloads_total += 1;
-        let (files, mut errors) = self.expand();
-        self.fingerprint = Some(fingerprint(&files));
-        let mut built: Vec<Group> = Vec::new();
-        for path in &files {
-            match rulefile::load_file(path) {
-                Ok(file) => {
-                    let name = path.display().to_string();
-                    for g in &file.groups {
-                        match Group::from_rule_group(&name, g, &self.opts) {
-                            Ok(group) => built.push(group),
-                            Err(e) => errors.push(e.to_string()),
-                        }
-                    }
-                }
-                Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+        self.fingerprint = Some(prepared.fingerprint);
+        let built = match prepared.outcome {
+            Ok(built) => built,
+            Err(errors) => {
+                self.status.last_reload_success = false;
+                self.status.reload_errors_total += 1;
+                self.status.last_error = Some(errors.join("\n"));
+                return Err(ReloadError { errors });
             }
-        }
-        if !errors.is_empty() {
-            self.status.last_reload_success = false;
-            self.status.reload_errors_total += 1;
-            self.status.last_error = Some(errors.join("\n"));
-            return Err(ReloadError { errors });
-        }
+        };
 
         let mut old: HashMap<String, (Group, Schedule)> =
             std::mem::take(&mut self.groups).into_iter().map(|(g, s)| (g.key(), (g, s))).collect();
@@ -250,8 +261,64 @@ impl RuleManager {
         self.status.last_reload_success = true;
         self.status.last_success_ms = Some(now);
         self.status.last_error = None;
-        self.status.files = files;
+        self.status.files = prepared.files;
         Ok(self.groups.len())
+    }
+}
+
+/// Rule files read and groups built, ready for [`RuleManager::install`].
+pub struct PreparedRules {
+    fingerprint: u64,
+    files: Vec<PathBuf>,
+    outcome: Result<Vec<Group>, Vec<String>>,
+}
+
+impl PreparedRules {
+    /// True if every file loaded and every group built.
+    pub fn is_ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+/// Reads and builds a manager's rule files without holding the manager, so that file I/O
+/// and PromQL parsing never block evaluation: `let p = loader.load();` outside the lock,
+/// then `manager.install(p, ..)` under it.
+#[derive(Clone)]
+pub struct RuleLoader {
+    patterns: Vec<String>,
+    opts: GroupOptions,
+}
+
+impl RuleLoader {
+    /// The fingerprint of the files as they are now: their paths and bytes, and the
+    /// patterns that are invalid or name a missing file (so an unchanged broken set is not
+    /// reloaded, and counted as an error, on every poll).
+    pub fn fingerprint(&self) -> u64 {
+        let (files, errors) = self.expand();
+        fingerprint(&files, &errors)
+    }
+
+    /// Reads every file and builds every group, collecting all errors.
+    pub fn load(&self) -> PreparedRules {
+        let (files, mut errors) = self.expand();
+        let fp = fingerprint(&files, &errors);
+        let mut built: Vec<Group> = Vec::new();
+        for path in &files {
+            match rulefile::load_file(path) {
+                Ok(file) => {
+                    let name = path.display().to_string();
+                    for g in &file.groups {
+                        match Group::from_rule_group(&name, g, &self.opts) {
+                            Ok(group) => built.push(group),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                }
+                Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+            }
+        }
+        let outcome = if errors.is_empty() { Ok(built) } else { Err(errors) };
+        PreparedRules { fingerprint: fp, files, outcome }
     }
 
     /// The files the patterns name now, sorted and deduplicated, and the patterns that are
@@ -293,10 +360,12 @@ fn escape_label_value(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// A hash of the file list and each file's bytes (unreadable or oversized files hash by
-/// their error, so they still count as a change when they become readable).
-fn fingerprint(files: &[PathBuf]) -> u64 {
+/// A hash of the file list, each file's bytes (unreadable or oversized files hash by
+/// their error, so they still count as a change when they become readable) and the
+/// pattern errors.
+fn fingerprint(files: &[PathBuf], errors: &[String]) -> u64 {
     let mut h = DefaultHasher::new();
+    errors.hash(&mut h);
     for f in files {
         f.hash(&mut h);
         match std::fs::metadata(f) {

@@ -618,7 +618,8 @@ impl Validator<'_> {
                 }
             }
         };
-        let interval_ms = duration(self, &raw.interval, "interval");
+        // Prometheus reads `interval: 0s` as "not set": the global interval applies.
+        let interval_ms = duration(self, &raw.interval, "interval").filter(|&ms| ms != 0);
         let query_offset_ms = duration(self, &raw.query_offset, "query_offset");
         let labels = raw.labels.map(|l| (line_col(&l.referenced), l.value.0));
         if let Some((lat, ls)) = &labels {
@@ -677,9 +678,12 @@ impl Validator<'_> {
         let mut expr = None;
         match raw.expr.as_ref().filter(|e| !e.value.is_empty()) {
             None => err(self, at, "field 'expr' must be set in rule".to_owned()),
-            Some(e) => match promql_parser::parser::parse(&e.value) {
+            Some(e) => match crate::promql::parse(&e.value) {
                 Ok(x) => expr = Some(x),
-                Err(pe) => err(self, line_col(&e.referenced), format!("could not parse expression: {pe}")),
+                Err(crate::promql::EvalError::Parse(pe)) => {
+                    err(self, line_col(&e.referenced), format!("could not parse expression: {pe}"))
+                }
+                Err(other) => err(self, line_col(&e.referenced), format!("could not parse expression: {other}")),
             },
         }
         let duration = |this: &mut Self, d: &Option<Spanned<String>>, what: &str| -> i64 {
@@ -873,6 +877,14 @@ mod tests {
     fn one_err(text: &str, want: &str) {
         let e = errs(text);
         assert!(e.iter().any(|m| m.contains(want)), "want {want:?} in {e:#?}");
+    }
+
+    #[test]
+    fn zero_interval_means_the_global_one() {
+        let f = parse("groups:\n- name: g\n  interval: 0s\n  rules:\n  - record: r\n    expr: up\n").unwrap();
+        assert_eq!(f.groups[0].interval_ms, None);
+        let f = parse("groups:\n- name: g\n  interval: 30s\n  rules:\n  - record: r\n    expr: up\n").unwrap();
+        assert_eq!(f.groups[0].interval_ms, Some(30_000));
     }
 
     #[test]

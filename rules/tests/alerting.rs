@@ -635,24 +635,33 @@ fn restoration_only_applies_to_the_first_evaluation() {
     assert_eq!(rule.active_alerts()[0].active_at, 122 * MIN);
 }
 
-#[test]
-fn group_saves_and_restores_through_the_state_store() {
+/// `up{instance="a"} == 0` for `minutes` minutes, and a group with alert `A` on it
+/// (`for: 30m`) saving its state to a fresh in-memory store.
+fn restorable_setup(minutes: i64) -> (Arc<MemoryAlertStateStore>, GroupOptions, Db) {
     let store: Arc<MemoryAlertStateStore> = Arc::new(MemoryAlertStateStore::new());
     let opts = GroupOptions { state_store: Some(store.clone()), ..GroupOptions::default() };
     let db = Db::default();
-    let engine = Engine::default();
-    for m in 0..=40 {
+    for m in 0..=minutes {
         db.append(&inst("a"), m * MIN, 0.0).unwrap();
     }
-    let mk = || {
-        Group::new(
-            "g",
-            "f.yml",
-            MIN,
-            vec![GroupRule::Alerting(AlertingRule::new(alert_cfg("A", "up == 0", 30 * MIN, 0)))],
-            &opts,
-        )
-    };
+    (store, opts, db)
+}
+
+fn for_30m_group(opts: &GroupOptions) -> Group {
+    Group::new(
+        "g",
+        "f.yml",
+        MIN,
+        vec![GroupRule::Alerting(AlertingRule::new(alert_cfg("A", "up == 0", 30 * MIN, 0)))],
+        opts,
+    )
+}
+
+#[test]
+fn group_saves_and_restores_through_the_state_store() {
+    let (store, opts, db) = restorable_setup(40);
+    let engine = Engine::default();
+    let mk = || for_30m_group(&opts);
     let mut g = mk();
     for m in 0..=20 {
         let r = g.eval(&engine, &db, m * MIN);
@@ -673,13 +682,7 @@ fn group_saves_and_restores_through_the_state_store() {
 
     // A restart with an empty store starts afresh.
     let empty = GroupOptions { state_store: Some(Arc::new(MemoryAlertStateStore::new())), ..GroupOptions::default() };
-    let mut g3 = Group::new(
-        "g",
-        "f.yml",
-        MIN,
-        vec![GroupRule::Alerting(AlertingRule::new(alert_cfg("A", "up == 0", 30 * MIN, 0)))],
-        &empty,
-    );
+    let mut g3 = for_30m_group(&empty);
     let db3 = Db::default();
     db3.append(&inst("a"), 25 * MIN, 0.0).unwrap();
     g3.eval(&engine, &db3, 25 * MIN);
@@ -736,6 +739,42 @@ fn copy_state_keeps_alerts_across_reload_and_mark_stale_ends_series() {
     new.mark_stale(&db, 4 * MIN);
     let got = samples(&db, &[eq("__name__", "ALERTS"), eq("alertstate", "firing")]);
     assert_eq!(fmt_samples(&got[0].1), "180:1 240:stale");
+}
+
+#[test]
+fn reload_before_the_first_evaluation_still_restores_saved_state() {
+    let (_store, opts, db) = restorable_setup(30);
+    let engine = Engine::default();
+    let mk = || for_30m_group(&opts);
+    let mut before_restart = mk();
+    for m in 0..=20 {
+        before_restart.eval(&engine, &db, m * MIN);
+    }
+    // Restart, then a reload lands before the new process's first evaluation.
+    let first = mk();
+    let mut reloaded = mk();
+    reloaded.copy_state_from(&first);
+    reloaded.eval(&engine, &db, 22 * MIN);
+    assert_eq!(reloaded.active_alerts()[0].active_at, 2 * MIN, "20 minutes of pending time kept");
+}
+
+#[test]
+fn removing_a_group_marks_series_of_rules_dropped_by_an_earlier_reload() {
+    let db = Db::default();
+    let engine = Engine::default();
+    db.append(&inst("a"), 0, 0.0).unwrap();
+    let a = || GroupRule::Alerting(AlertingRule::new(alert_cfg("A", "up == 0", 0, 0)));
+    let b = || GroupRule::Alerting(AlertingRule::new(alert_cfg("B", "up == 0", 0, 0)));
+    let mut old = group_with(vec![a(), b()]);
+    old.eval(&engine, &db, 0);
+    // A reload drops rule B; before the group evaluates again, the group is removed.
+    let mut new = group_with(vec![a()]);
+    new.copy_state_from(&old);
+    new.mark_stale(&db, MIN);
+    for name in ["A", "B"] {
+        let got = samples(&db, &[eq("__name__", "ALERTS"), eq("alertname", name)]);
+        assert_eq!(fmt_samples(&got[0].1), "0:1 60:stale", "ALERTS of {name}");
+    }
 }
 
 // ---- schedule -----------------------------------------------------------------------

@@ -275,3 +275,44 @@ fn rule_loader_never_panics_on_mutated_rule_files() {
     let deep = format!("groups: {}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert!(rulefile::parse_str(Path::new("deep.yml"), &deep).is_err());
 }
+
+/// Runs `f` on a thread with a 2 MiB stack: the size of a spawned thread's or a tokio
+/// worker's, where a stack overflow aborts the whole process.
+fn on_small_stack<F: FnOnce() + Send + 'static>(f: F) {
+    std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().unwrap();
+}
+
+#[test]
+fn deep_or_long_expressions_are_refused_without_overflowing_the_stack() {
+    on_small_stack(|| {
+        let refused = |text: String, why: &str| {
+            let err = warden_rules::promql::parse(&text).expect_err("must be refused").to_string();
+            assert!(err.contains(why), "{err}");
+        };
+        // Bracket nesting is refused before the parser builds (and would later drop) a deep tree.
+        refused(format!("{}1{}", "(".repeat(300_000), ")".repeat(300_000)), "more than the");
+        refused(format!("{}vector(1){}", "abs(".repeat(300), ")".repeat(300)), "nests brackets 301 deep");
+        // A long operator chain is deep without any bracket.
+        refused(vec!["up"; 3_000].join("+"), "operations deep");
+        refused(vec!["up"; 10_000].join(" + "), "bytes long");
+
+        // Just under the bound: parses and evaluates on the small stack.
+        let db = Db::new(DbConfig::default());
+        db.append(&Labels::from_pairs(&[("__name__", "up")]), 0, 1.0).unwrap();
+        let chain = warden_rules::promql::parse(&vec!["up"; 200].join(" + ")).unwrap();
+        let engine = Engine::default();
+        let v = engine.instant(&db, &chain, 0).unwrap();
+        assert!(format!("{:?}", v.value).contains("200"), "{:?}", v.value);
+        let nested = format!("{}up{}", "abs(".repeat(250), ")".repeat(250));
+        engine.instant(&db, &warden_rules::promql::parse(&nested).unwrap(), 0).unwrap();
+
+        // Through the rule-file loader too: an error naming the rule, not an abort.
+        let deep = format!(
+            "groups:\n- name: g\n  rules:\n  - record: r\n    expr: '{}1{}'\n",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        let errs = rulefile::parse_str(Path::new("deep.yml"), &deep).unwrap_err();
+        assert!(errs[0].to_string().contains("deep.yml:5"), "{}", errs[0]);
+    });
+}

@@ -1,4 +1,5 @@
-//! Hot reload under load: a file watcher and reloads racing continuous evaluation, with
+//! Hot reload under load: a file watcher and reloads (files read outside the manager's
+//! lock, installed under it, as the agent does) racing continuous evaluation, with
 //! good and bad versions of the rule file written in turn. The rules in force must always
 //! be the last good ones, evaluation must never stop or fail because of a reload, and the
 //! firing alert must survive every reload.
@@ -74,12 +75,18 @@ fn reload_under_load_keeps_last_good_rules_and_alert_state() {
     let reloader = {
         let (db, manager, now, stop) = (db.clone(), manager.clone(), now.clone(), stop.clone());
         let watcher = RuleWatcher::new(&[pattern]).unwrap();
+        let loader = manager.lock().unwrap().loader();
         std::thread::spawn(move || {
             let mut refused = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 if watcher.wait(Duration::from_millis(100)) {
+                    // Files are read and parsed without the lock; only the swap takes it.
+                    if manager.lock().unwrap().fingerprint() == Some(loader.fingerprint()) {
+                        continue;
+                    }
+                    let prepared = loader.load();
                     let t = now.load(Ordering::SeqCst);
-                    if let Some(Err(_)) = manager.lock().unwrap().reload_if_changed(&*db, t) {
+                    if manager.lock().unwrap().install(prepared, &*db, t).is_err() {
                         refused += 1;
                     }
                 }

@@ -5,11 +5,14 @@
 //! use compensated (Kahan-Neumaier) summation; a NaN `k`/ratio parameter is an error, as in
 //! Prometheus, and no parameter value can make this allocate more than the input.
 
-use std::collections::HashMap;
+/// Hash maps with a fast hasher, seeded at random per map.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use promql_parser::parser::ast::LabelModifier;
 
-use super::eval::{HIDDEN_NAME, Val, drop_name};
+use super::eval::{HIDDEN_NAME, Val, drop_name, early_label};
 use super::{EvalError, VectorSample};
 use crate::labels::{Label, Labels, METRIC_NAME};
 
@@ -117,19 +120,60 @@ pub(crate) fn aggregate(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<VectorSample>, EvalError> {
     // Partition into groups, in order of first appearance.
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Labels, usize> = HashMap::default();
     let mut groups: Vec<(Labels, Vec<VectorSample>)> = Vec::new();
     // Groups with a member whose name is marked for delayed removal.
     let mut hidden: Vec<bool> = Vec::new();
     let count_values_label = if op == "count_values" {
         match param {
+            // Prometheus 3 accepts any UTF-8 label name but the empty one.
+            Some(Val::Str(ref s)) if s.is_empty() => {
+                return Err(EvalError::Execution(format!("invalid label name {s:?}")));
+            }
             Some(Val::Str(ref s)) => Some(s.clone()),
             _ => return Err(EvalError::Execution("expected string parameter for count_values".into())),
         }
     } else {
         None
     };
-    for s in input {
+    // `by (...)` without `__name__`: groups are found by a hash of the grouping values,
+    // and the key label set is built once per group rather than once per sample.
+    let by_names: Option<Vec<&str>> = match m {
+        Some(LabelModifier::Include(ls))
+            if count_values_label.is_none() && !ls.labels.iter().any(|n| n == METRIC_NAME) =>
+        {
+            Some(ls.labels.iter().map(String::as_str).collect())
+        }
+        _ => None,
+    };
+    let mut rest = input;
+    if let Some(names) = by_names {
+        let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::default();
+        let hasher = foldhash::fast::RandomState::default();
+        for s in std::mem::take(&mut rest) {
+            let mut st = hasher.build_hasher();
+            for n in &names {
+                s.labels.get(n).hash(&mut st);
+            }
+            let h = st.finish();
+            let same = |g: &(Labels, Vec<VectorSample>)| {
+                g.1.first().is_some_and(|f| names.iter().all(|n| f.labels.get(n) == s.labels.get(n)))
+            };
+            let found = by_hash.get(&h).and_then(|c| c.iter().copied().find(|&i| same(&groups[i])));
+            let i = match found {
+                Some(i) => i,
+                None => {
+                    groups.push((s.labels.keep(&names), Vec::new()));
+                    hidden.push(false);
+                    by_hash.entry(h).or_default().push(groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            hidden[i] |= early_label(&s.labels, HIDDEN_NAME).is_some();
+            groups[i].1.push(s);
+        }
+    }
+    for s in rest {
         let mut key = group_key(&s.labels, m);
         if let Some(l) = &count_values_label {
             key = key.with(l, &format_float(s.v));

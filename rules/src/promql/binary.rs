@@ -5,7 +5,9 @@
 //! and set operators keep labels as they are; a cardinality violation is an
 //! [`EvalError::Execution`] with Prometheus' message, never a silent pick.
 
-use std::collections::{HashMap, HashSet};
+/// Hash maps and sets with a fast hasher, seeded at random per map.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use promql_parser::parser::ast::{BinModifier, LabelModifier, VectorMatchCardinality};
 
@@ -147,7 +149,7 @@ pub(crate) fn vector_vector(
         _ => Vec::new(),
     };
     // Index the "one" side by signature; duplicates there are an error.
-    let mut one_idx: HashMap<Labels, usize> = HashMap::with_capacity(one.len());
+    let mut one_idx: HashMap<Labels, usize> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
     for (i, s) in one.iter().enumerate() {
         let sig = signature(&s.labels, matching);
         if let Some(&prev) = one_idx.get(&sig) {
@@ -165,8 +167,8 @@ pub(crate) fn vector_vector(
     let one_to_one = is_one_to_one(&m.card);
     let on = matches!(matching, Some(LabelModifier::Include(_)));
     let match_names = matching_names(matching);
-    let mut matched: HashSet<Labels> = HashSet::new();
-    let mut inserted: HashSet<Labels> = HashSet::new();
+    let mut matched: HashSet<Labels> = HashSet::default();
+    let mut inserted: HashSet<Labels> = HashSet::default();
     let mut out = Vec::new();
     for s in many {
         let sig = signature(&s.labels, matching);

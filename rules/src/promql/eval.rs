@@ -6,7 +6,8 @@
 //! `max_samples`), stale markers never leave a selector, and every sample a selector
 //! loads is counted against `max_samples`.
 
-use std::collections::HashMap;
+/// Hash maps with a fast hasher, seeded at random per map.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::time::{Duration, SystemTime};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -150,7 +151,7 @@ impl<'a> Evaluator<'a> {
             loaded: 0,
             subquery_points: 0,
             ahead: end.saturating_sub(start),
-            cache: HashMap::new(),
+            cache: HashMap::default(),
         }
     }
 
@@ -205,7 +206,7 @@ impl<'a> Evaluator<'a> {
         if groups.len() == 1 {
             out = self.store.select(&groups[0], mint, maxt);
         } else {
-            let mut seen: HashMap<Labels, ()> = HashMap::new();
+            let mut seen: HashMap<Labels, ()> = HashMap::default();
             for g in &groups {
                 for s in self.store.select(g, mint, maxt) {
                     if seen.insert(s.labels.clone(), ()).is_none() {
@@ -255,10 +256,10 @@ impl<'a> Evaluator<'a> {
         self.hold(series.iter().map(|s| s.samples.len()).sum())?;
         let out = series
             .into_iter()
-            .filter_map(|s| {
-                let samples: Vec<Sample> =
-                    s.samples.into_iter().filter(|x| x.t > start && x.t <= reft && !is_stale_nan(x.v)).collect();
-                (!samples.is_empty()).then_some(RangeSeries { labels: s.labels, samples })
+            .filter_map(|mut s| {
+                // In place: the store's vector is reused rather than copied.
+                s.samples.retain(|x| x.t > start && x.t <= reft && !is_stale_nan(x.v));
+                (!s.samples.is_empty()).then_some(RangeSeries { labels: s.labels, samples: s.samples })
             })
             .collect();
         Ok((out, start, reft))
@@ -306,7 +307,7 @@ impl<'a> Evaluator<'a> {
         reft: i64,
         step: i64,
     ) -> Result<Vec<RangeSeries>, EvalError> {
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: HashMap<Labels, usize> = HashMap::default();
         let mut out: Vec<RangeSeries> = Vec::new();
         let mut total = 0usize;
         let mut ts = first;
@@ -369,7 +370,7 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(sq) => Ok(Val::Matrix(self.eval_subquery(sq, t)?.0)),
             Expr::Binary(b) => self.eval_binary(b, t),
             Expr::Aggregate(a) => self.eval_aggregate(a, t),
-            Expr::Call(c) => self.eval_call(c, t),
+            Expr::Call(c) => self.eval_call(c, t, false),
             Expr::Extension(_) => Err(EvalError::Unsupported("extension expressions".into())),
         }
     }
@@ -425,7 +426,23 @@ impl<'a> Evaluator<'a> {
             Some(p) => Some(self.eval(p, t)?),
             None => None,
         };
-        let input = match self.eval(&a.expr, t)? {
+        // These aggregations output only their group keys; when the grouping leaves
+        // `__name__` out, a function argument need not drop it (which copies every label).
+        let name_ignored = !self.opts.delayed_name_removal
+            && matches!(
+                op.as_str(),
+                "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" | "quantile"
+            )
+            && match &a.modifier {
+                None => true,
+                Some(LabelModifier::Include(ls)) => !ls.labels.iter().any(|n| n == METRIC_NAME),
+                Some(LabelModifier::Exclude(_)) => true,
+            };
+        let input = match strip_parens(&a.expr) {
+            Expr::Call(c) if name_ignored => self.eval_call(c, t, true)?,
+            _ => self.eval(&a.expr, t)?,
+        };
+        let input = match input {
             Val::Vector(v) => v,
             other => {
                 return Err(EvalError::Execution(format!(
@@ -439,7 +456,9 @@ impl<'a> Evaluator<'a> {
         Ok(Val::Vector(out))
     }
 
-    fn eval_call(&mut self, c: &Call, t: i64) -> Result<Val, EvalError> {
+    /// Evaluates a function call; with `keep_name`, the caller ignores the outputs'
+    /// `__name__` (see [`FnCtx::keep_name`]).
+    fn eval_call(&mut self, c: &Call, t: i64, keep_name: bool) -> Result<Val, EvalError> {
         // Functions of the query itself, which only the engine knows.
         if c.args.args.is_empty() {
             let secs = |ms: i64| ms as f64 / 1000.0;
@@ -478,7 +497,7 @@ impl<'a> Evaluator<'a> {
         let label_fn = matches!(c.func.name, "label_replace" | "label_join");
         // Under delayed removal: the names the inputs carry, to re-mark them on outputs.
         let mut hidden_in: Vec<bool> = Vec::new();
-        let mut names_in: HashMap<Labels, Vec<String>> = HashMap::new();
+        let mut names_in: HashMap<Labels, Vec<String>> = HashMap::default();
         if delayed {
             for a in args.iter_mut() {
                 match a {
@@ -518,6 +537,7 @@ impl<'a> Evaluator<'a> {
             args: &c.args.args,
             warnings: &mut self.warnings,
             infos: &mut self.infos,
+            keep_name,
         };
         match functions::call(c.func.name, args, &mut ctx)? {
             Value::Scalar { v, .. } => Ok(Val::Scalar(v)),
@@ -578,6 +598,13 @@ pub(crate) fn drop_name(labels: &Labels, delayed: bool) -> Labels {
     }
 }
 
+/// The value of label `name` by a scan from the smallest name, for names that sort
+/// before nearly every other (`__name__`, [`HIDDEN_NAME`]): it touches one or two labels
+/// where a binary search touches several (each a cache miss on a cold label set).
+pub(crate) fn early_label<'a>(labels: &'a Labels, name: &str) -> Option<&'a str> {
+    labels.iter().take_while(|l| l.name.as_str() <= name).find(|l| l.name == name).map(|l| l.value.as_str())
+}
+
 /// Removes names marked for delayed removal.
 pub(crate) fn cleanup_names(v: Vec<VectorSample>) -> Vec<VectorSample> {
     v.into_iter()
@@ -604,7 +631,7 @@ fn unhide(labels: &Labels) -> Labels {
 
 /// Fails with Prometheus' error if two samples of `v` share a label set.
 pub(crate) fn check_unique(v: &[VectorSample]) -> Result<(), EvalError> {
-    let mut seen: HashMap<&Labels, ()> = HashMap::with_capacity(v.len());
+    let mut seen: HashMap<&Labels, ()> = HashMap::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         if seen.insert(&s.labels, ()).is_some() {
             return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));

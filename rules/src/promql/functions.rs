@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 
+use super::eval::early_label;
 use super::{EvalError, Value, VectorSample};
 use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::storage::Sample;
@@ -66,6 +67,9 @@ pub(crate) struct FnCtx<'a> {
     pub warnings: &'a mut Vec<String>,
     /// Infos to report.
     pub infos: &'a mut Vec<String>,
+    /// The caller ignores the outputs' `__name__` (an aggregation whose grouping leaves
+    /// it out), so the `*_over_time`-shaped functions may skip dropping it.
+    pub keep_name: bool,
 }
 
 impl FnCtx<'_> {
@@ -85,6 +89,8 @@ impl FnCtx<'_> {
 /// Evaluates function `name` at one step. Returns a Vector, or a Scalar for `scalar`, `time`, `pi`.
 pub(crate) fn call(name: &str, mut args: Vec<Arg>, ctx: &mut FnCtx<'_>) -> Result<Value, EvalError> {
     let t = ctx.t;
+    // Functions that drop `__name__` may keep it when the caller ignores it.
+    let ignore = ctx.keep_name;
     let a = &mut args;
     let out = match name {
         // Scalars.
@@ -193,7 +199,7 @@ pub(crate) fn call(name: &str, mut args: Vec<Arg>, ctx: &mut FnCtx<'_>) -> Resul
                 Vec::new()
             }
         }
-        "present_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |_| Some(1.0)),
+        "present_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |_| Some(1.0)),
 
         // Counters and gauges over a window.
         "rate" | "increase" | "delta" => {
@@ -207,16 +213,16 @@ pub(crate) fn call(name: &str, mut args: Vec<Arg>, ctx: &mut FnCtx<'_>) -> Resul
                 }
             }
             let (start, end) = (ctx.range_start, ctx.range_end);
-            over_time(m, t, false, |s| extrapolated_rate(s, start, end, is_counter, name == "rate"))
+            over_time(m, t, ignore, |s| extrapolated_rate(s, start, end, is_counter, name == "rate"))
         }
-        "irate" => over_time(matrix_at(a, 0, name)?, t, false, |s| instant_delta(s, true)),
-        "idelta" => over_time(matrix_at(a, 0, name)?, t, false, |s| instant_delta(s, false)),
+        "irate" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| instant_delta(s, true)),
+        "idelta" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| instant_delta(s, false)),
         "deriv" => {
-            over_time(matrix_at(a, 0, name)?, t, false, |s| (s.len() >= 2).then(|| linear_regression(s, s[0].t).0))
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| (s.len() >= 2).then(|| linear_regression(s, s[0].t).0))
         }
         "predict_linear" => {
             let duration = scalar_at(a, 1, name)?;
-            over_time(matrix_at(a, 0, name)?, t, false, |s| {
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| {
                 (s.len() >= 2).then(|| {
                     let (slope, intercept) = linear_regression(s, t);
                     slope * duration + intercept
@@ -237,49 +243,49 @@ pub(crate) fn call(name: &str, mut args: Vec<Arg>, ctx: &mut FnCtx<'_>) -> Resul
                     go_fixed(tf)
                 )));
             }
-            over_time(matrix_at(a, 0, name)?, t, false, |s| double_exponential_smoothing(s, sf, tf))
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| double_exponential_smoothing(s, sf, tf))
         }
-        "changes" => over_time(matrix_at(a, 0, name)?, t, false, |s| {
+        "changes" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| {
             let n = s.windows(2).filter(|w| w[0].v != w[1].v && !(w[0].v.is_nan() && w[1].v.is_nan())).count();
             Some(n as f64)
         }),
-        "resets" => over_time(matrix_at(a, 0, name)?, t, false, |s| {
+        "resets" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| {
             Some(s.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
         }),
 
         // Aggregations over time.
-        "avg_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| Some(avg(s))),
-        "sum_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| Some(kahan_sum(s.iter().map(|x| x.v)))),
-        "count_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| Some(s.len() as f64)),
-        "min_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| extreme(s, true).map(|x| x.v)),
-        "max_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| extreme(s, false).map(|x| x.v)),
+        "avg_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| Some(avg(s))),
+        "sum_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| Some(kahan_sum(s.iter().map(|x| x.v)))),
+        "count_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| Some(s.len() as f64)),
+        "min_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| extreme(s, true).map(|x| x.v)),
+        "max_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| extreme(s, false).map(|x| x.v)),
         "ts_of_min_over_time" => {
-            over_time(matrix_at(a, 0, name)?, t, false, |s| extreme(s, true).map(|x| x.t as f64 / 1000.0))
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| extreme(s, true).map(|x| x.t as f64 / 1000.0))
         }
         "ts_of_max_over_time" => {
-            over_time(matrix_at(a, 0, name)?, t, false, |s| extreme(s, false).map(|x| x.t as f64 / 1000.0))
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| extreme(s, false).map(|x| x.t as f64 / 1000.0))
         }
         "last_over_time" => over_time(matrix_at(a, 0, name)?, t, true, |s| s.last().map(|x| x.v)),
         "first_over_time" => over_time(matrix_at(a, 0, name)?, t, true, |s| s.first().map(|x| x.v)),
         "ts_of_last_over_time" => {
-            over_time(matrix_at(a, 0, name)?, t, false, |s| s.last().map(|x| x.t as f64 / 1000.0))
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| s.last().map(|x| x.t as f64 / 1000.0))
         }
         "ts_of_first_over_time" => {
-            over_time(matrix_at(a, 0, name)?, t, false, |s| s.first().map(|x| x.t as f64 / 1000.0))
+            over_time(matrix_at(a, 0, name)?, t, ignore, |s| s.first().map(|x| x.t as f64 / 1000.0))
         }
-        "stdvar_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| Some(variance(s))),
-        "stddev_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| Some(variance(s).sqrt())),
+        "stdvar_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| Some(variance(s))),
+        "stddev_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| Some(variance(s).sqrt())),
         "quantile_over_time" => {
             let q = scalar_at(a, 0, name)?;
             if !(0.0..=1.0).contains(&q) {
                 ctx.warn(invalid_quantile(q));
             }
-            over_time(matrix_at(a, 1, name)?, t, false, |s| {
+            over_time(matrix_at(a, 1, name)?, t, ignore, |s| {
                 let mut vals: Vec<f64> = s.iter().map(|x| x.v).collect();
                 Some(quantile(q, &mut vals))
             })
         }
-        "mad_over_time" => over_time(matrix_at(a, 0, name)?, t, false, |s| Some(mad(s))),
+        "mad_over_time" => over_time(matrix_at(a, 0, name)?, t, ignore, |s| Some(mad(s))),
 
         // Classic histograms.
         "histogram_quantile" => {
@@ -380,7 +386,11 @@ fn over_time(
             continue;
         }
         if let Some(v) = f(&s.samples) {
-            let labels = if keep_name { s.labels } else { s.labels.without_metric_name() };
+            let labels = if keep_name || early_label(&s.labels, METRIC_NAME).is_none() {
+                s.labels
+            } else {
+                s.labels.without(&[METRIC_NAME])
+            };
             out.push(VectorSample { labels, t, v });
         }
     }
@@ -687,7 +697,7 @@ fn go_fixed(v: f64) -> String {
 }
 
 fn possible_non_counter(ctx: &mut FnCtx<'_>, labels: &Labels) {
-    if let Some(name) = labels.metric_name()
+    if let Some(name) = early_label(labels, METRIC_NAME)
         && !["_total", "_sum", "_count", "_bucket"].iter().any(|suf| name.ends_with(suf))
     {
         ctx.info(format!(
@@ -1480,8 +1490,15 @@ mod tests {
         exprs: &[Box<Expr>],
     ) -> (Result<Value, EvalError>, Vec<String>, Vec<String>) {
         let (mut w, mut i) = (Vec::new(), Vec::new());
-        let mut ctx =
-            FnCtx { t: 60_000, range_start: 0, range_end: 60_000, args: exprs, warnings: &mut w, infos: &mut i };
+        let mut ctx = FnCtx {
+            t: 60_000,
+            range_start: 0,
+            range_end: 60_000,
+            args: exprs,
+            warnings: &mut w,
+            infos: &mut i,
+            keep_name: false,
+        };
         let r = call(name, args, &mut ctx);
         (r, w, i)
     }

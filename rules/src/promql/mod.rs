@@ -142,9 +142,104 @@ pub fn selector_matcher_groups(vs: &promql_parser::parser::VectorSelector) -> Ve
     eval::matcher_groups(vs)
 }
 
-/// Parses PromQL text.
+/// Longest PromQL text [`parse`] accepts, in bytes. Real rule expressions are far
+/// shorter; the bound keeps parse time and tree depth in check.
+pub const MAX_EXPR_BYTES: usize = 16 * 1024;
+
+/// Deepest expression [`parse`] accepts: bracket nesting in the text and node depth in
+/// the tree (a chain `a + b + c ...` is as deep as it is long). Evaluation recurses once
+/// per level, and so does dropping a tree, so without this bound a hostile expression
+/// overflows a thread's stack, which aborts the process rather than panicking.
+pub const MAX_EXPR_DEPTH: usize = 256;
+
+/// Parses PromQL text, refusing text longer than [`MAX_EXPR_BYTES`] or nested deeper than
+/// [`MAX_EXPR_DEPTH`]. Every caller in the crate parses through here.
 pub fn parse(text: &str) -> Result<Expr, EvalError> {
-    promql_parser::parser::parse(text).map_err(EvalError::Parse)
+    if text.len() > MAX_EXPR_BYTES {
+        return Err(EvalError::Parse(format!(
+            "expression is {} bytes long, more than the {MAX_EXPR_BYTES} accepted",
+            text.len()
+        )));
+    }
+    let nesting = bracket_nesting(text);
+    if nesting > MAX_EXPR_DEPTH {
+        return Err(EvalError::Parse(format!(
+            "expression nests brackets {nesting} deep, more than the {MAX_EXPR_DEPTH} accepted"
+        )));
+    }
+    let expr = promql_parser::parser::parse(text).map_err(EvalError::Parse)?;
+    let depth = tree_depth(&expr);
+    if depth > MAX_EXPR_DEPTH {
+        return Err(EvalError::Parse(format!(
+            "expression is {depth} operations deep, more than the {MAX_EXPR_DEPTH} accepted"
+        )));
+    }
+    Ok(expr)
+}
+
+/// Deepest nesting of `(`, `[` and `{` outside string literals and comments.
+fn bracket_nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '"' | '\'' | '`' => {
+                // Skip the string; backslash escapes apply except in raw (backtick) strings.
+                while let Some(d) = chars.next() {
+                    if d == '\\' && c != '`' {
+                        chars.next();
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+/// The depth of the tree, measured without recursion.
+fn tree_depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(expr, 1)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => stack.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => stack.push((&p.expr, d + 1)),
+            Expr::Subquery(q) => stack.push((&q.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.args.iter().map(|a| (&**a, d + 1))),
+            Expr::NumberLiteral(_)
+            | Expr::StringLiteral(_)
+            | Expr::VectorSelector(_)
+            | Expr::MatrixSelector(_)
+            | Expr::Extension(_) => {}
+        }
+    }
+    max
 }
 
 impl Engine {

@@ -264,3 +264,10 @@ fn range_query_equals_instant_queries_at_each_step() {
         assert_eq!(got, expected, "{q}");
     }
 }
+
+#[test]
+fn count_values_refuses_an_empty_label_name() {
+    let d = db(&[(&[("__name__", "x"), ("a", "1")], &[(0, 7.0)])]);
+    assert_eq!(vector(&d, r#"count_values("v", x)"#, 0), vec![r#"{v="7"} 1"#]);
+    assert!(exec_err(&d, r#"count_values("", x)"#, 0).contains("invalid label name"));
+}

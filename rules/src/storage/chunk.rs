@@ -77,6 +77,19 @@ impl<'a> BitReader<'a> {
     /// Loads whole bytes while they fit.
     #[inline]
     fn refill(&mut self) {
+        // Fast path: eight bytes at once, of which the whole ones that fit are kept.
+        if let Some(&word) = self.data.get(self.next..).and_then(|rest| rest.first_chunk::<8>()) {
+            let bytes = (64 - self.avail) / 8;
+            if bytes == 0 {
+                return;
+            }
+            let bits = bytes * 8;
+            let w = u64::from_be_bytes(word) >> (64 - bits);
+            self.buf |= w << (64 - self.avail - bits);
+            self.avail += bits;
+            self.next += bytes as usize;
+            return;
+        }
         while self.avail <= 56 {
             let Some(&b) = self.data.get(self.next) else { return };
             self.buf |= u64::from(b) << (56 - self.avail);
@@ -86,7 +99,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits (`1..=56`) or `None` past the end of the stream.
-    #[inline]
+    #[inline(always)]
     fn read_small(&mut self, n: u32) -> Option<u64> {
         debug_assert!((1..=56).contains(&n));
         if self.avail < n {
@@ -102,7 +115,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits (`1..=64`).
-    #[inline]
+    #[inline(always)]
     fn read_bits(&mut self, n: u32) -> Option<u64> {
         if n <= 56 {
             self.read_small(n)
@@ -113,7 +126,7 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_bit(&mut self) -> Option<bool> {
         self.read_small(1).map(|b| b == 1)
     }

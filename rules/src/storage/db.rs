@@ -21,12 +21,18 @@
 //! - After [`Db::truncate`]`(now)`, samples before `now - retention` are never returned,
 //!   and appends before it fail with [`AppendError::TooOld`]. The chunk straddling the
 //!   cutoff is kept whole, so [`DbStats::samples`] may count a few such hidden samples.
+//! - `select` returns series sorted by labels. To sort without comparing labels, each
+//!   series carries a rank: its position in label order among the series present at the
+//!   last re-ranking (done under the index write lock when many series were created
+//!   since). All ranked series hold ranks of the same re-ranking, so ranks order them as
+//!   their labels do; series created since are unranked and compared by labels.
 //! - Locks are taken through helpers that ignore poisoning: no panic can leave a
 //!   half-written chunk (pushes do not panic), so the data stays usable.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -86,7 +92,7 @@ pub struct DbStats {
 }
 
 /// A hasher for keys that already are a hash: the shard maps are keyed by the labels'
-/// keyed SipHash, computed once per append.
+/// hash (foldhash, seeded at random per store), computed once per append.
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -130,11 +136,22 @@ impl Hasher for IdHasher {
 /// One shard: labels hash → the series with that hash (almost always one).
 type ShardMap = HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PassThrough>>;
 
+/// Rank of a series created since the last re-ranking.
+const UNRANKED: u64 = u64::MAX;
+
+/// Series created since the last re-ranking above which `select` re-ranks, if they are
+/// also more than a quarter of all series (so re-ranking costs O(log n) label
+/// comparisons per created series).
+const RERANK_MIN: usize = 1024;
+
 /// One series.
 #[derive(Debug)]
 struct MemSeries {
     id: SeriesId,
     labels: Labels,
+    /// Position in label order at the last re-ranking, or [`UNRANKED`]. Written only
+    /// under the index write lock.
+    rank: AtomicU64,
     data: Mutex<SeriesData>,
 }
 
@@ -155,6 +172,11 @@ impl SeriesData {
     /// Appends the samples in `[mint, maxt]` to `out`.
     fn collect(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         let first = self.sealed.partition_point(|c| c.max_t() < mint);
+        // Reserve for every sample of the chunks the window touches, so `out` grows once.
+        let touched = self.sealed[first..].iter().take_while(|c| c.min_t() <= maxt).map(|c| usize::from(c.count()));
+        let head =
+            self.head.as_ref().filter(|h| h.max_t() >= mint && h.min_t() <= maxt).map(|h| usize::from(h.count()));
+        out.reserve(touched.chain(head).sum());
         for c in &self.sealed[first..] {
             if c.min_t() > maxt {
                 return;
@@ -203,6 +225,24 @@ struct Index {
     postings: Postings,
     series: HashMap<SeriesId, Arc<MemSeries>, BuildHasherDefault<IdHasher>>,
     next_id: SeriesId,
+    /// Series created since the last re-ranking (some may have been removed since).
+    unranked: usize,
+}
+
+impl Index {
+    fn needs_rerank(&self) -> bool {
+        self.unranked > RERANK_MIN && self.unranked.saturating_mul(4) > self.series.len()
+    }
+
+    /// Ranks every series by its labels.
+    fn rerank(&mut self) {
+        let mut all: Vec<&Arc<MemSeries>> = self.series.values().collect();
+        all.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        for (i, s) in all.iter().enumerate() {
+            s.rank.store(i as u64, Ordering::Relaxed);
+        }
+        self.unranked = 0;
+    }
 }
 
 /// The in-memory time-series store.
@@ -265,7 +305,7 @@ impl Db {
         Db {
             config,
             chunk_span_ms,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             shards: (0..SHARDS).map(|_| RwLock::new(ShardMap::default())).collect(),
             index: RwLock::new(Index::default()),
             num_series: AtomicUsize::new(0),
@@ -294,6 +334,7 @@ impl Db {
         }
         index.postings.clear();
         index.series.clear();
+        index.unranked = 0;
         self.num_series.store(0, Ordering::Relaxed);
         self.min_valid_t.store(i64::MIN, Ordering::Relaxed);
         self.series_removed.fetch_add(n as u64, Ordering::Relaxed);
@@ -453,7 +494,13 @@ impl Appendable for Db {
             // Ids are assigned under the index lock so postings receive them in order.
             let id = index.next_id;
             index.next_id += 1;
-            let series = Arc::new(MemSeries { id, labels: labels.clone(), data: Mutex::default() });
+            let series = Arc::new(MemSeries {
+                id,
+                labels: labels.clone(),
+                rank: AtomicU64::new(UNRANKED),
+                data: Mutex::default(),
+            });
+            index.unranked += 1;
             index.postings.add(id, labels);
             index.series.insert(id, Arc::clone(&series));
             series
@@ -470,14 +517,28 @@ impl Queryable for Db {
         if mint > maxt {
             return Vec::new();
         }
-        let mut hits: Vec<Arc<MemSeries>> = {
+        let rerank = read(&self.index).needs_rerank();
+        if rerank {
+            let mut index = write(&self.index);
+            if index.needs_rerank() {
+                index.rerank();
+            }
+        }
+        // Ranks are read under the lock, so they all come from one re-ranking.
+        let mut hits: Vec<(u64, Arc<MemSeries>)> = {
             let index = read(&self.index);
             let ids = index.postings.select(matchers, |id| index.series.get(&id).map(|s| &s.labels));
-            ids.iter().filter_map(|id| index.series.get(id).cloned()).collect()
+            ids.iter()
+                .filter_map(|id| index.series.get(id).map(|s| (s.rank.load(Ordering::Relaxed), Arc::clone(s))))
+                .collect()
         };
-        hits.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        let mut out = Vec::new();
-        for s in hits {
+        hits.sort_unstable_by(
+            |(ra, a), (rb, b)| {
+                if *ra != UNRANKED && *rb != UNRANKED { ra.cmp(rb) } else { a.labels.cmp(&b.labels) }
+            },
+        );
+        let mut out = Vec::with_capacity(hits.len());
+        for (_, s) in hits {
             let mut samples = Vec::new();
             lock(&s.data).collect(mint, maxt, &mut samples);
             if !samples.is_empty() {
@@ -485,5 +546,41 @@ impl Queryable for Db {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use promql_parser::label::MatchOp;
+
+    use super::*;
+
+    fn select_all(db: &Db) -> Vec<Labels> {
+        let m = [Matcher::new(MatchOp::Equal, "__name__", "m")];
+        db.select(&m, 0, 10).into_iter().map(|s| s.labels).collect()
+    }
+
+    #[test]
+    fn select_sorts_by_labels_across_reranks() {
+        let db = Db::default();
+        let labels = |i: usize| Labels::from_pairs(&[("__name__", "m"), ("k", &format!("{i:05}"))]);
+        // Created in reverse label order, so ids order them backwards.
+        for i in (0..3000).rev().filter(|i| i % 2 == 0) {
+            db.append(&labels(i), 1, 1.0).expect("append");
+        }
+        let got = select_all(&db);
+        assert_eq!(got.len(), 1500);
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "sorted after the first re-ranking");
+        assert_eq!(read(&db.index).unranked, 0, "1500 new series trigger a re-ranking");
+        // Fewer than a quarter new: they stay unranked, between ranked ones.
+        for i in (0..600).map(|i| i * 2 + 1) {
+            db.append(&labels(i), 1, 1.0).expect("append");
+        }
+        assert_eq!(read(&db.index).unranked, 600);
+        let got = select_all(&db);
+        assert_eq!(got.len(), 2100);
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "sorted with ranked and unranked series mixed");
+        assert_eq!(got[0], labels(0));
+        assert_eq!(got[1], labels(1));
     }
 }
