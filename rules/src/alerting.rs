@@ -48,9 +48,10 @@
 //! Caches (pure speed-ups, invisible in results): when no rule label is a template, an
 //! alert's labels depend only on its sample's labels, so they are remembered per sample
 //! label set; annotations without templates are built once; each alert's `ALERTS` and
-//! `ALERTS_FOR_STATE` label sets are remembered until its state changes. Each cache is
-//! emptied when it outgrows twice the rule's latest output (plus a small slack), so
-//! memory stays proportional to the output.
+//! `ALERTS_FOR_STATE` label sets are remembered (beside the alert) until its state changes;
+//! the permutation that sorted the last output is tried first on the next one. The label
+//! cache is emptied when it outgrows twice the rule's latest output (plus a small slack),
+//! so memory stays proportional to the output.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -267,12 +268,22 @@ pub struct AlertingRuleConfig {
 #[derive(Debug)]
 pub struct AlertingRule {
     cfg: AlertingRuleConfig,
-    active: LabelMap<Alert>,
+    active: LabelMap<Tracked>,
     restore: Option<(Vec<SavedAlert>, RestoreOptions)>,
     status: RuleStatus,
     output: OutputWriter,
     /// Boxed to keep [`crate::group::GroupRule`]'s variants of similar sizes.
     cache: Box<Caches>,
+}
+
+/// An alert with what the state machine keeps beside it.
+#[derive(Clone, Debug)]
+struct Tracked {
+    alert: Alert,
+    /// True from the start of an evaluation that saw the alert until the end of it.
+    seen: bool,
+    /// The state and the `ALERTS` / `ALERTS_FOR_STATE` label sets last built (a cache).
+    series: Option<(AlertState, Labels, Labels)>,
 }
 
 /// What an alerting rule remembers between evaluations only to go faster.
@@ -284,8 +295,11 @@ struct Caches {
     static_annotations: Option<Labels>,
     /// Sample labels → alert labels (used only with `static_labels`).
     label_cache: LabelMap<Labels>,
-    /// Alert labels → the state and the `ALERTS` / `ALERTS_FOR_STATE` label sets last built.
-    series_cache: LabelMap<(AlertState, Labels, Labels)>,
+    /// The permutation that sorted the last output (positions in the order the alerts
+    /// were visited).
+    order: Vec<u32>,
+    /// The last sorted output's label sets.
+    sorted: Vec<Labels>,
 }
 
 impl AlertingRule {
@@ -307,7 +321,8 @@ impl AlertingRule {
                 static_labels,
                 static_annotations,
                 label_cache: LabelMap::default(),
-                series_cache: LabelMap::default(),
+                order: Vec::new(),
+                sorted: Vec::new(),
             }),
         }
     }
@@ -330,14 +345,14 @@ impl AlertingRule {
     /// The rule's state: firing if an alert fires, else pending if one is pending, else
     /// inactive.
     pub fn state(&self) -> AlertState {
-        self.active.values().map(|a| a.state).max().unwrap_or(AlertState::Inactive)
+        self.active.values().map(|e| e.alert.state).max().unwrap_or(AlertState::Inactive)
     }
 
     /// Every alert held, sorted by labels: pending and firing ones, and resolved ones
     /// (state [`AlertState::Inactive`], `resolved_at` set) for [`RESOLVED_RETENTION_MS`]
     /// after their resolution. What the notifier sends from; see [`Alert::needs_sending`].
     pub fn active_alerts(&self) -> Vec<Alert> {
-        let mut v: Vec<Alert> = self.active.values().cloned().collect();
+        let mut v: Vec<Alert> = self.active.values().map(|e| e.alert.clone()).collect();
         v.sort_by(|a, b| a.labels.cmp(&b.labels));
         v
     }
@@ -345,7 +360,8 @@ impl AlertingRule {
     /// Pending and firing alerts only, sorted by labels (Prometheus' `ActiveAlerts`, what
     /// its `/api/v1/alerts` lists).
     pub fn pending_or_firing(&self) -> Vec<Alert> {
-        let mut v: Vec<Alert> = self.active.values().filter(|a| a.state != AlertState::Inactive).cloned().collect();
+        let mut v: Vec<Alert> =
+            self.active.values().filter(|e| e.alert.state != AlertState::Inactive).map(|e| e.alert.clone()).collect();
         v.sort_by(|a, b| a.labels.cmp(&b.labels));
         v
     }
@@ -360,8 +376,8 @@ impl AlertingRule {
     /// rule holds no such alert.
     pub fn mark_sent(&mut self, labels: &Labels, t: i64) -> bool {
         match self.active.get_mut(labels) {
-            Some(a) => {
-                a.last_sent_at = Some(t);
+            Some(e) => {
+                e.alert.last_sent_at = Some(t);
                 true
             }
             None => false,
@@ -429,33 +445,30 @@ impl AlertingRule {
             }
             fresh.insert(alert.labels.clone(), alert);
         }
-        let present: LabelMap<()> = fresh.keys().map(|l| (l.clone(), ())).collect();
 
         let restore = self.restore.take();
         for (labels, mut alert) in fresh {
             match self.active.get_mut(&labels) {
-                Some(old) if old.state != AlertState::Inactive => {
-                    old.value = alert.value;
-                    old.annotations = alert.annotations;
+                Some(old) if old.alert.state != AlertState::Inactive => {
+                    old.alert.value = alert.value;
+                    old.alert.annotations = alert.annotations;
+                    old.seen = true;
                 }
                 _ => {
                     if let Some((saved, opts)) = &restore {
                         self.restore_alert(&mut alert, saved, opts, t);
                     }
-                    self.active.insert(labels, alert);
+                    self.active.insert(labels, Tracked { alert, seen: true, series: None });
                 }
             }
         }
 
         let (for_ms, kff_ms) = (self.cfg.for_ms, self.cfg.keep_firing_for_ms);
         let mut n_active = 0usize;
-        let mut out = Vec::new();
-        if self.cache.series_cache.len() > self.active.len().saturating_mul(2).saturating_add(CACHE_SLACK) {
-            self.cache.series_cache = LabelMap::default();
-        }
-        let series_cache = &mut self.cache.series_cache;
-        self.active.retain(|labels, a| {
-            if present.contains_key(labels) {
+        let mut out = Vec::with_capacity(self.active.len().saturating_mul(2));
+        self.active.retain(|_, e| {
+            let a = &mut e.alert;
+            if std::mem::take(&mut e.seen) {
                 a.keep_firing_since = None;
             } else {
                 let mut keep_firing = false;
@@ -481,12 +494,12 @@ impl AlertingRule {
                 a.state = AlertState::Firing;
                 a.fired_at = Some(t);
             }
-            let (alerts, for_state) = match series_cache.get(&a.labels) {
+            let (alerts, for_state) = match &e.series {
                 Some((state, alerts, for_state)) if *state == a.state => (alerts.clone(), for_state.clone()),
                 _ => {
                     let alerts = series(a, ALERTS_METRIC, Some(a.state));
                     let for_state = series(a, ALERTS_FOR_STATE_METRIC, None);
-                    series_cache.insert(a.labels.clone(), (a.state, alerts.clone(), for_state.clone()));
+                    e.series = Some((a.state, alerts.clone(), for_state.clone()));
                     (alerts, for_state)
                 }
             };
@@ -498,10 +511,7 @@ impl AlertingRule {
             self.active.clear();
             return Err(RuleError::AlertLimit { limit: self.cfg.limit, count: n_active });
         }
-        // Label sets are unique here (one alert per set, and the two metrics differ), so
-        // an unstable sort gives the same order.
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        Ok(sort_output(out, &mut self.cache))
     }
 
     /// Writes staleness markers at `t - query_offset` for every series of the last
@@ -596,6 +606,34 @@ impl AlertingRule {
     }
 }
 
+/// Sorts the output by labels. The alerts are visited in the same order from one
+/// evaluation to the next while the set of alerts is unchanged, so the last permutation is
+/// tried first: it is kept if it leaves the output strictly increasing, which a pair equal
+/// to the same pair of the last sorted output is without comparing strings. Label sets are
+/// unique here (one alert per set, and the two metrics differ), so strictly increasing is
+/// the one sorted order.
+fn sort_output(out: Vec<(Labels, f64)>, cache: &mut Caches) -> Vec<(Labels, f64)> {
+    let n = out.len();
+    let mut order = std::mem::take(&mut cache.order);
+    let reusable = order.len() == n && {
+        let sorted = &cache.sorted;
+        order.windows(2).enumerate().all(|(k, w)| {
+            let (a, b) = (&out[w[0] as usize].0, &out[w[1] as usize].0);
+            (sorted.get(k) == Some(a) && sorted.get(k + 1) == Some(b)) || a < b
+        })
+    };
+    if !reusable {
+        // Outputs are two per alert, far below `u32::MAX`.
+        order = (0..n).filter_map(|i| u32::try_from(i).ok()).collect();
+        order.sort_unstable_by(|&a, &b| out[a as usize].0.cmp(&out[b as usize].0));
+    }
+    let mut slots: Vec<Option<(Labels, f64)>> = out.into_iter().map(Some).collect();
+    let sorted: Vec<(Labels, f64)> = order.iter().filter_map(|&i| slots.get_mut(i as usize)?.take()).collect();
+    cache.sorted = sorted.iter().map(|(l, _)| l.clone()).collect();
+    cache.order = order;
+    sorted
+}
+
 /// True if `text` is a template to expand (it contains `{{`).
 fn is_template(text: &str) -> bool {
     text.contains("{{")
@@ -615,4 +653,37 @@ fn series(alert: &Alert, metric: &str, state: Option<AlertState>) -> Labels {
         ls.push(Label { name: ALERT_STATE_LABEL.to_owned(), value: s.as_str().to_owned() });
     }
     Labels::new(ls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ls(name: &str, v: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", name), ("alertname", "A"), ("i", v)])
+    }
+
+    #[test]
+    fn sort_output_reuses_only_a_permutation_that_still_sorts() {
+        let mut cache = Caches::default();
+        let check = |out: Vec<(Labels, f64)>, cache: &mut Caches| {
+            let mut want = out.clone();
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            let got = sort_output(out, cache);
+            assert_eq!(got, want);
+        };
+        let a = [ls("ALERTS", "3"), ls("ALERTS", "1"), ls("ALERTS_FOR_STATE", "2"), ls("ALERTS", "2")];
+        let out: Vec<(Labels, f64)> = a.iter().enumerate().map(|(i, l)| (l.clone(), i as f64)).collect();
+        check(out.clone(), &mut cache);
+        assert_eq!(cache.order, [1, 3, 0, 2]);
+        // Same visiting order: the permutation is reused and values follow their labels.
+        check(out.iter().map(|(l, v)| (l.clone(), v * 10.0)).collect(), &mut cache);
+        // Same length, different labels and order: the stale permutation must not be used.
+        let b = [ls("ALERTS", "0"), ls("ALERTS", "9"), ls("ALERTS", "5"), ls("ALERTS", "1")];
+        check(b.iter().map(|l| (l.clone(), 1.0)).collect(), &mut cache);
+        let c = [ls("ALERTS", "9"), ls("ALERTS", "0"), ls("ALERTS", "5"), ls("ALERTS", "1")];
+        check(c.iter().map(|l| (l.clone(), 1.0)).collect(), &mut cache);
+        check(Vec::new(), &mut cache);
+        check(vec![(ls("ALERTS", "x"), 1.0)], &mut cache);
+    }
 }

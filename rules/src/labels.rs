@@ -4,9 +4,16 @@
 //! Prometheus keeps them, so two equal sets compare, hash and print identically. The set
 //! is shared behind an `Arc`: cloning one (which the store and the evaluator do for every
 //! series they hand out) is a reference-count bump, never a copy of the strings.
+//!
+//! Each set carries the hash of its labels, computed once when it is built (with a seed
+//! drawn at random once per process), so hashing a set in a map is writing one `u64`, and
+//! two sets with different hashes compare unequal without reading their strings.
+//! Invariant: `hash` is always that function of `labels` (every constructor goes through
+//! [`Labels::from_sorted`]), so equal sets have equal hashes.
 
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -20,9 +27,56 @@ pub struct Label {
     pub value: String,
 }
 
+/// The hasher of label sets' contents, seeded at random once per process.
+static CONTENT_HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(foldhash::fast::RandomState::default);
+
+/// The content hash of a sorted label slice (0 for the empty set).
+fn content_hash(labels: &[Label]) -> u64 {
+    if labels.is_empty() { 0 } else { CONTENT_HASHER.hash_one(labels) }
+}
+
 /// A sorted set of labels with unique names. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Labels(Arc<[Label]>);
+#[derive(Clone)]
+pub struct Labels {
+    labels: Arc<[Label]>,
+    /// [`content_hash`] of `labels`.
+    hash: u64,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels { labels: Arc::from([]), hash: 0 }
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.labels, &other.labels) || self.labels == other.labels)
+    }
+}
+
+impl Eq for Labels {}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.labels, &other.labels) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.labels.cmp(&other.labels)
+    }
+}
 
 impl Labels {
     /// Builds a set from pairs in any order. Later pairs win over earlier ones with the
@@ -38,7 +92,13 @@ impl Labels {
             }
         }
         out.retain(|l| !l.value.is_empty());
-        Labels(out.into())
+        Labels::from_sorted(out.into())
+    }
+
+    /// Wraps labels already sorted by name, unique and with no empty value.
+    fn from_sorted(labels: Arc<[Label]>) -> Self {
+        let hash = content_hash(&labels);
+        Labels { labels, hash }
     }
 
     /// Builds a set from `(name, value)` string pairs.
@@ -55,7 +115,12 @@ impl Labels {
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|l| l.name.as_str().cmp(name)).ok().map(|i| self.0[i].value.as_str())
+        if self.labels.len() <= 16 {
+            // Small sets (the usual case): a scan comparing lengths first touches the bytes
+            // of only the names as long as `name`, cheaper than a binary search's compares.
+            return self.labels.iter().find(|l| l.name.len() == name.len() && l.name == name).map(|l| l.value.as_str());
+        }
+        self.labels.binary_search_by(|l| l.name.as_str().cmp(name)).ok().map(|i| self.labels[i].value.as_str())
     }
 
     /// The metric name (`__name__`), if present.
@@ -65,41 +130,49 @@ impl Labels {
 
     /// The labels, sorted by name.
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+        self.labels.iter()
     }
 
     /// The labels as a slice, sorted by name.
     pub fn as_slice(&self) -> &[Label] {
-        &self.0
+        &self.labels
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.labels.len()
     }
 
     /// True if the set holds no label.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.labels.is_empty()
     }
 
     /// A copy with `name` set to `value` (removed if `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Labels {
-        let mut v: Vec<Label> = self.0.iter().filter(|l| l.name != name).cloned().collect();
+        // The set is sorted: copy it with `name` replaced, inserted in place or left out.
+        let at = self.labels.partition_point(|l| l.name.as_str() < name);
+        let rest = match self.labels.get(at) {
+            Some(l) if l.name == name => at + 1,
+            _ => at,
+        };
+        let mut v: Vec<Label> = Vec::with_capacity(self.labels.len() + 1);
+        v.extend_from_slice(&self.labels[..at]);
         if !value.is_empty() {
             v.push(Label { name: name.to_owned(), value: value.to_owned() });
         }
-        Labels::new(v)
+        v.extend_from_slice(&self.labels[rest..]);
+        Labels::from_sorted(v.into())
     }
 
     /// A copy without the labels named in `names`.
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.contains(&l.name.as_str())).cloned().collect())
+        Labels::from_sorted(self.labels.iter().filter(|l| !names.contains(&l.name.as_str())).cloned().collect())
     }
 
     /// A copy keeping only the labels named in `names`.
     pub fn keep(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| names.contains(&l.name.as_str())).cloned().collect())
+        Labels::from_sorted(self.labels.iter().filter(|l| names.contains(&l.name.as_str())).cloned().collect())
     }
 
     /// A copy without `__name__`.
@@ -121,7 +194,7 @@ impl fmt::Display for Labels {
         if let Some(name) = self.metric_name() {
             f.write_str(name)?;
         }
-        let rest: Vec<&Label> = self.0.iter().filter(|l| l.name != METRIC_NAME).collect();
+        let rest: Vec<&Label> = self.labels.iter().filter(|l| l.name != METRIC_NAME).collect();
         if rest.is_empty() && self.metric_name().is_some() {
             return Ok(());
         }
@@ -174,11 +247,50 @@ mod tests {
     }
 
     #[test]
+    fn equal_sets_hash_and_compare_equal_however_built() {
+        use std::hash::BuildHasher;
+        let a = Labels::from_pairs(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let b = Labels::from_pairs(&[("c", "3"), ("a", "1")]).with("b", "2");
+        let c = Labels::from_pairs(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]).without(&["d"]);
+        let d = Labels::from_pairs(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]).keep(&["a", "b", "c"]);
+        for x in [&b, &c, &d] {
+            assert_eq!(*x, a);
+            assert_eq!(x.cmp(&a), std::cmp::Ordering::Equal);
+            let s = std::hash::RandomState::new();
+            assert_eq!(s.hash_one(x), s.hash_one(&a));
+        }
+        assert_ne!(a, a.with("b", "3"));
+        assert!(a < a.with("b", "3"));
+        assert_eq!(Labels::empty(), Labels::from_pairs(&[("a", "")]));
+        assert_eq!(Labels::empty(), a.keep(&[]));
+        let s = std::hash::RandomState::new();
+        assert_eq!(s.hash_one(Labels::empty()), s.hash_one(a.without(&["a", "b", "c"])));
+    }
+
+    #[test]
+    fn get_finds_names_in_small_and_large_sets() {
+        for n in [0usize, 1, 5, 16, 17, 40] {
+            let pairs: Vec<(String, String)> = (0..n).map(|i| (format!("l{i}"), format!("v{i}"))).collect();
+            let l = Labels::from_pairs(&pairs);
+            for (name, value) in &pairs {
+                assert_eq!(l.get(name), Some(value.as_str()));
+            }
+            assert_eq!(l.get("l"), None);
+            assert_eq!(l.get("zz"), None);
+            assert_eq!(l.get(""), None);
+        }
+    }
+
+    #[test]
     fn with_and_without() {
         let l = Labels::from_pairs(&[("a", "1"), ("b", "2")]);
         assert_eq!(l.with("c", "3").get("c"), Some("3"));
         assert_eq!(l.with("a", "").get("a"), None);
         assert_eq!(l.without(&["a"]).len(), 1);
         assert_eq!(l.keep(&["a"]).get("b"), None);
+        assert_eq!(l.with("0", "x").to_string(), "{0=\"x\", a=\"1\", b=\"2\"}");
+        assert_eq!(l.with("b", "9").to_string(), "{a=\"1\", b=\"9\"}");
+        assert_eq!(l.with("ab", "x").to_string(), "{a=\"1\", ab=\"x\", b=\"2\"}");
+        assert_eq!(l.with("z", "").to_string(), "{a=\"1\", b=\"2\"}");
     }
 }

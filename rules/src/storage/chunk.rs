@@ -14,11 +14,25 @@
 //!   only append strictly increasing timestamps.
 //! - Decoding never panics: a truncated or corrupt stream ends the iteration early.
 //! - A chunk holds at most [`MAX_CHUNK_SAMPLES`] samples (the count fits a `u16`).
+//! - The head chunk (only) keeps a decoder checkpoint every [`CHECKPOINT_EVERY`] samples,
+//!   the decoder's whole state after that sample (the newest [`KEPT_CHECKPOINTS`], held
+//!   inline so finding one costs no extra memory access), so a read of its recent samples
+//!   starts there instead of at the first sample. Checkpoints live beside the bit stream
+//!   (it is unchanged, and sealing drops them), so sealed chunks stay as compact as the
+//!   stream.
 
 use super::Sample;
 
 /// Samples per chunk before it is sealed (about 30 minutes at a 15 s interval).
 pub(crate) const MAX_CHUNK_SAMPLES: u16 = 120;
+
+/// Samples between two decoder checkpoints of a head chunk.
+const CHECKPOINT_EVERY: u16 = 16;
+
+/// Checkpoints a head chunk keeps (the newest ones): enough for windows up to about
+/// `(KEPT_CHECKPOINTS - 1) * CHECKPOINT_EVERY` samples long, which covers the usual 5–15
+/// minute windows at a 15 s interval. Older windows decode from the chunk's start.
+const KEPT_CHECKPOINTS: usize = 4;
 
 /// An append-only bit stream, most significant bit first.
 #[derive(Debug, Default)]
@@ -72,6 +86,17 @@ struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     fn new(data: &'a [u8]) -> Self {
         BitReader { data, next: 0, buf: 0, avail: 0 }
+    }
+
+    /// A reader positioned `bit` bits into `data` (at its end if `bit` is past it).
+    fn at(data: &'a [u8], bit: usize) -> Self {
+        let next = (bit / 8).min(data.len());
+        let mut r = BitReader { data, next, buf: 0, avail: 0 };
+        let skip = (bit % 8) as u32;
+        if skip > 0 && r.read_small(skip).is_none() {
+            r.next = data.len();
+        }
+        r
     }
 
     /// Loads whole bytes while they fit.
@@ -150,6 +175,20 @@ fn fits(v: i64, n: u32) -> bool {
     v >= -lim && v < lim
 }
 
+/// The decoder's state right after sample `index` of a head chunk.
+#[derive(Clone, Copy, Debug, Default)]
+struct Checkpoint {
+    /// Bit offset of the next sample.
+    bit: u32,
+    /// Index of the sample just decoded.
+    index: u16,
+    leading: u8,
+    trailing: u8,
+    t: i64,
+    delta: i64,
+    v: u64,
+}
+
 /// The chunk being appended to.
 #[derive(Debug)]
 pub(crate) struct HeadChunk {
@@ -161,6 +200,11 @@ pub(crate) struct HeadChunk {
     v: u64,
     leading: u32,
     trailing: u32,
+    /// Checkpoint `k` (after sample `k * CHECKPOINT_EVERY`, `k >= 1`) is in slot
+    /// `k % KEPT_CHECKPOINTS` while `k > made - KEPT_CHECKPOINTS`.
+    checkpoints: [Checkpoint; KEPT_CHECKPOINTS],
+    /// Checkpoints made so far.
+    made: u16,
 }
 
 impl HeadChunk {
@@ -169,7 +213,18 @@ impl HeadChunk {
         let mut w = BitWriter::with_capacity(32);
         w.write_bits(t as u64, 64);
         w.write_bits(v.to_bits(), 64);
-        HeadChunk { w, count: 1, min_t: t, t, delta: 0, v: v.to_bits(), leading: u32::MAX, trailing: 0 }
+        HeadChunk {
+            w,
+            count: 1,
+            min_t: t,
+            t,
+            delta: 0,
+            v: v.to_bits(),
+            leading: u32::MAX,
+            trailing: 0,
+            checkpoints: [Checkpoint::default(); KEPT_CHECKPOINTS],
+            made: 0,
+        }
     }
 
     /// Appends a sample; `t` must be greater than [`HeadChunk::max_t`].
@@ -195,8 +250,35 @@ impl HeadChunk {
         self.v = bits;
         if xor == 0 {
             self.w.write_bit(false);
-            return;
+        } else {
+            self.push_xor(xor);
         }
+        if (self.count - 1).is_multiple_of(CHECKPOINT_EVERY) {
+            self.checkpoint();
+        }
+    }
+
+    /// Records the decoder's state after the sample just pushed.
+    fn checkpoint(&mut self) {
+        // Before the first value window the decoder's window is unused: any value does.
+        let (leading, trailing) = if self.leading == u32::MAX { (0, 0) } else { (self.leading, self.trailing) };
+        // The stream of a chunk is far below 4 Gbit (120 samples of at most 146 bits).
+        let Ok(bit) = u32::try_from(self.w.bits) else { return };
+        self.made += 1;
+        self.checkpoints[usize::from(self.made) % KEPT_CHECKPOINTS] = Checkpoint {
+            bit,
+            index: self.count - 1,
+            leading: leading as u8,
+            trailing: trailing as u8,
+            t: self.t,
+            delta: self.delta,
+            v: self.v,
+        };
+    }
+
+    /// Writes a non-zero value XOR.
+    #[inline]
+    fn push_xor(&mut self, xor: u64) {
         let lead = xor.leading_zeros().min(31);
         let trail = xor.trailing_zeros();
         if self.leading != u32::MAX && lead >= self.leading && trail >= self.trailing {
@@ -237,6 +319,31 @@ impl HeadChunk {
     /// An iterator over the samples, oldest first.
     pub(crate) fn iter(&self) -> ChunkIter<'_> {
         ChunkIter::new(&self.w.buf, self.count)
+    }
+
+    /// An iterator over the samples, oldest first, that may skip samples before `mint`
+    /// (it starts after the last checkpoint older than `mint`): it yields every sample at
+    /// or after `mint` and possibly a few before.
+    pub(crate) fn iter_from(&self, mint: i64) -> ChunkIter<'_> {
+        // Newest first: the first checkpoint older than `mint` is where to start.
+        let oldest = self.made.saturating_sub(KEPT_CHECKPOINTS as u16 - 1).max(1);
+        let Some(c) = (oldest..=self.made)
+            .rev()
+            .map(|k| &self.checkpoints[usize::from(k) % KEPT_CHECKPOINTS])
+            .find(|c| c.t < mint)
+        else {
+            return self.iter();
+        };
+        ChunkIter {
+            r: BitReader::at(&self.w.buf, c.bit as usize),
+            left: self.count.saturating_sub(c.index + 1),
+            first: false,
+            t: c.t,
+            delta: c.delta,
+            v: c.v,
+            leading: u32::from(c.leading),
+            trailing: u32::from(c.trailing),
+        }
     }
 
     /// Freezes the chunk.
@@ -492,6 +599,42 @@ mod tests {
         let h = encode(&samples);
         assert!(h.bytes() <= 16 + 4 + 30 + 1, "{} bytes", h.bytes());
         check_round_trip(&samples);
+    }
+
+    #[test]
+    fn iter_from_starts_at_a_checkpoint_and_misses_nothing() {
+        let mut rng = Rng(7);
+        for case in 0..60 {
+            let n = 1 + rng.below(u64::from(MAX_CHUNK_SAMPLES)) as usize;
+            let mut t = 1_000_000i64;
+            let mut samples = Vec::with_capacity(n);
+            for i in 0..n {
+                let bits = if case % 2 == 0 { ((i / 3) as f64).to_bits() } else { rng.next() };
+                samples.push((t, bits));
+                t += 1 + rng.below(30_000) as i64;
+            }
+            let h = encode(&samples);
+            let made = (n - 1) / usize::from(CHECKPOINT_EVERY);
+            assert_eq!(usize::from(h.made), made);
+            // The oldest kept checkpoint's sample: windows starting after it skip decoding.
+            let kept_from = made.saturating_sub(KEPT_CHECKPOINTS - 1).max(1) * usize::from(CHECKPOINT_EVERY);
+            for k in 0..n {
+                let mint = samples[k].0 - i64::from(k % 2 == 1);
+                let got: Vec<(i64, u64)> =
+                    h.iter_from(mint).map(|s| (s.t, s.v.to_bits())).filter(|s| s.0 >= mint).collect();
+                assert_eq!(got, samples[k..], "case {case} from sample {k}");
+                // It skips whole checkpoint intervals: at most CHECKPOINT_EVERY samples before mint.
+                let decoded = h.iter_from(mint).count();
+                if made > 0 && k > kept_from {
+                    let bound = n - k + usize::from(CHECKPOINT_EVERY);
+                    assert!(decoded <= bound, "case {case}: {decoded} decoded from {k}");
+                } else {
+                    assert!(decoded <= n);
+                }
+            }
+            let got: Vec<(i64, u64)> = h.iter_from(i64::MAX).map(|s| (s.t, s.v.to_bits())).collect();
+            assert!(got.iter().all(|s| samples.contains(s)));
+        }
     }
 
     #[test]

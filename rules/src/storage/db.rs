@@ -12,8 +12,9 @@
 //!   read by `select` and written only when a series is created or removed.
 //!
 //! Invariants:
-//! - Lock order is shard → index, and shard → series; a series mutex is never held while
-//!   taking a shard or the index lock, and the index lock never while taking a shard.
+//! - Lock order is shard → index, shard → series and index → series (`select` reads
+//!   samples under the index read lock); a series mutex is never held while taking a
+//!   shard or the index lock, and the index lock never while taking a shard.
 //! - A series is in its shard iff it is in the index (the two are updated together
 //!   under the shard's write lock, except in [`Db::clear`], which holds every lock).
 //! - Within a series, timestamps strictly increase across chunks; `last` is the newest
@@ -33,14 +34,14 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use foldhash::fast::RandomState;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use promql_parser::label::Matcher;
 
 use super::chunk::{Chunk, HeadChunk, MAX_CHUNK_SAMPLES};
 use super::index::{Postings, SeriesId};
-use super::{AppendError, Appendable, Queryable, Sample, Series};
+use super::{AppendError, Appendable, Queryable, Sample, Series, SeriesHandle};
 use crate::labels::Labels;
 
 /// Number of lock stripes for the labels → series maps.
@@ -134,7 +135,48 @@ impl Hasher for IdHasher {
 }
 
 /// One shard: labels hash → the series with that hash (almost always one).
-type ShardMap = HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PassThrough>>;
+type ShardMap = HashMap<u64, Bucket, BuildHasherDefault<PassThrough>>;
+
+/// The series sharing one hash. The single series of the usual case sits in the map's
+/// slot itself, so a lookup reaches it without a further memory access.
+#[derive(Debug)]
+enum Bucket {
+    One(Arc<MemSeries>),
+    /// Two or more series (hash collisions).
+    Many(Vec<Arc<MemSeries>>),
+}
+
+impl Bucket {
+    fn as_slice(&self) -> &[Arc<MemSeries>] {
+        match self {
+            Bucket::One(s) => std::slice::from_ref(s),
+            Bucket::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, s: Arc<MemSeries>) {
+        match self {
+            Bucket::One(first) => *self = Bucket::Many(vec![Arc::clone(first), s]),
+            Bucket::Many(v) => v.push(s),
+        }
+    }
+
+    /// Keeps the series for which `keep` is true; returns false if none is left.
+    fn retain(&mut self, mut keep: impl FnMut(&Arc<MemSeries>) -> bool) -> bool {
+        match self {
+            Bucket::One(s) => keep(s),
+            Bucket::Many(v) => {
+                v.retain(|s| keep(s));
+                let left = !v.is_empty();
+                if let [only] = v.as_slice() {
+                    let only = Arc::clone(only);
+                    *self = Bucket::One(only);
+                }
+                left
+            }
+        }
+    }
+}
 
 /// Rank of a series created since the last re-ranking.
 const UNRANKED: u64 = u64::MAX;
@@ -148,6 +190,11 @@ const RERANK_MIN: usize = 1024;
 #[derive(Debug)]
 struct MemSeries {
     id: SeriesId,
+    /// The store holding the series ([`Db::store_id`]).
+    store: u64,
+    /// Set, under the shard's write lock, when the series leaves the store; a
+    /// [`SeriesHandle`] on it is then stale.
+    removed: AtomicBool,
     labels: Labels,
     /// Position in label order at the last re-ranking, or [`UNRANKED`]. Written only
     /// under the index write lock.
@@ -198,7 +245,7 @@ impl SeriesData {
             && h.max_t() >= mint
             && h.min_t() <= maxt
         {
-            for s in h.iter() {
+            for s in h.iter_from(mint) {
                 if s.t > maxt {
                     return;
                 }
@@ -248,6 +295,8 @@ impl Index {
 /// The in-memory time-series store.
 pub struct Db {
     config: DbConfig,
+    /// Unique per store in the process, so a [`SeriesHandle`] of another store is ignored.
+    store_id: u64,
     chunk_span_ms: i64,
     hasher: RandomState,
     shards: Box<[RwLock<ShardMap>]>,
@@ -292,7 +341,7 @@ fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn find<'a>(map: &'a ShardMap, hash: u64, labels: &Labels) -> Option<&'a Arc<MemSeries>> {
-    map.get(&hash)?.iter().find(|s| s.labels == *labels)
+    map.get(&hash)?.as_slice().iter().find(|s| s.labels == *labels)
 }
 
 impl Db {
@@ -302,8 +351,10 @@ impl Db {
         // Cut head chunks after a quarter of the retention at the latest, so that slow
         // series also free memory in steps of at most a quarter of the window.
         let chunk_span_ms = (config.retention_ms / 4).max(MIN_CHUNK_SPAN_MS);
+        static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
         Db {
             config,
+            store_id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             chunk_span_ms,
             hasher: RandomState::default(),
             shards: (0..SHARDS).map(|_| RwLock::new(ShardMap::default())).collect(),
@@ -330,6 +381,9 @@ impl Db {
         let mut index = write(&self.index);
         let n = index.series.len();
         for s in &mut shards {
+            for series in s.values().flat_map(Bucket::as_slice) {
+                series.removed.store(true, Ordering::Relaxed);
+            }
             s.clear();
         }
         index.postings.clear();
@@ -349,7 +403,7 @@ impl Db {
         let cutoff = self.min_valid_t.fetch_max(cutoff, Ordering::Relaxed).max(cutoff);
         for shard in self.shards.iter() {
             let map = read(shard);
-            for s in map.values().flatten() {
+            for s in map.values().flat_map(Bucket::as_slice) {
                 lock(&s.data).drop_before(cutoff);
             }
         }
@@ -368,11 +422,11 @@ impl Db {
                 bucket.retain(|s| {
                     let empty = lock(&s.data).is_empty();
                     if empty {
+                        s.removed.store(true, Ordering::Relaxed);
                         removed.push((s.id, s.labels.clone()));
                     }
                     !empty
-                });
-                !bucket.is_empty()
+                })
             });
         }
         if removed.is_empty() {
@@ -403,7 +457,7 @@ impl Db {
         };
         for shard in self.shards.iter() {
             let map = read(shard);
-            for s in map.values().flatten() {
+            for s in map.values().flat_map(Bucket::as_slice) {
                 st.series += 1;
                 let d = lock(&s.data);
                 for c in &d.sealed {
@@ -465,28 +519,49 @@ impl Db {
     }
 }
 
-impl Appendable for Db {
-    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError> {
+impl Db {
+    /// The shard of the series whose labels hash to `hash`.
+    fn shard(&self, hash: u64) -> &RwLock<ShardMap> {
+        &self.shards[((hash >> 32) as usize) % SHARDS]
+    }
+
+    /// Refuses samples before the retention cutoff.
+    fn check_age(&self, labels: &Labels, t: i64) -> Result<(), AppendError> {
         if t < self.min_valid_t.load(Ordering::Relaxed) {
             self.too_old.fetch_add(1, Ordering::Relaxed);
             return Err(AppendError::TooOld { labels: labels.clone(), t });
         }
+        Ok(())
+    }
+
+    /// [`Appendable::append`], also returning the series (if it exists now) when `want`.
+    fn append_find(
+        &self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+        want: bool,
+    ) -> (Result<(), AppendError>, Option<Arc<MemSeries>>) {
+        if let Err(e) = self.check_age(labels, t) {
+            return (Err(e), None);
+        }
         let hash = self.hasher.hash_one(labels);
-        let shard = &self.shards[((hash >> 32) as usize) % SHARDS];
+        let shard = self.shard(hash);
         {
             let map = read(shard);
             if let Some(s) = find(&map, hash, labels) {
-                return self.append_to(s, t, v);
+                return (self.append_to(s, t, v), want.then(|| Arc::clone(s)));
             }
         }
         let mut map = write(shard);
         if let Some(s) = find(&map, hash, labels) {
-            return self.append_to(s, t, v);
+            return (self.append_to(s, t, v), want.then(|| Arc::clone(s)));
         }
         if self.num_series.fetch_add(1, Ordering::Relaxed) >= self.config.max_series {
             self.num_series.fetch_sub(1, Ordering::Relaxed);
             self.series_limit_refusals.fetch_add(1, Ordering::Relaxed);
-            return Err(AppendError::SeriesLimit { limit: self.config.max_series, labels: labels.clone() });
+            let e = AppendError::SeriesLimit { limit: self.config.max_series, labels: labels.clone() };
+            return (Err(e), None);
         }
         self.series_created.fetch_add(1, Ordering::Relaxed);
         let series = {
@@ -496,6 +571,8 @@ impl Appendable for Db {
             index.next_id += 1;
             let series = Arc::new(MemSeries {
                 id,
+                store: self.store_id,
+                removed: AtomicBool::new(false),
                 labels: labels.clone(),
                 rank: AtomicU64::new(UNRANKED),
                 data: Mutex::default(),
@@ -506,7 +583,44 @@ impl Appendable for Db {
             series
         };
         let result = self.append_to(&series, t, v);
-        map.entry(hash).or_default().push(series);
+        let handle = want.then(|| Arc::clone(&series));
+        match map.get_mut(&hash) {
+            Some(bucket) => bucket.push(series),
+            None => {
+                map.insert(hash, Bucket::One(series));
+            }
+        }
+        (result, handle)
+    }
+}
+
+impl Appendable for Db {
+    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError> {
+        self.append_find(labels, t, v, false).0
+    }
+
+    /// Keeps the series in `handle`; while it is this store's live series with these
+    /// labels, the append skips the shard lookup (it still takes the shard's read lock,
+    /// which keeps [`Db::remove_empty_series`] out, and checks the series is not removed).
+    fn append_with_handle(
+        &self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+        handle: &mut SeriesHandle,
+    ) -> Result<(), AppendError> {
+        if let Some(s) = handle.0.as_ref().and_then(|h| h.downcast_ref::<MemSeries>())
+            && s.store == self.store_id
+            && s.labels == *labels
+        {
+            self.check_age(labels, t)?;
+            let _map = read(self.shard(self.hasher.hash_one(labels)));
+            if !s.removed.load(Ordering::Relaxed) {
+                return self.append_to(s, t, v);
+            }
+        }
+        let (result, series) = self.append_find(labels, t, v, true);
+        handle.0 = series.map(|s| s as Arc<dyn std::any::Any + Send + Sync>);
         result
     }
 }
@@ -524,14 +638,13 @@ impl Queryable for Db {
                 index.rerank();
             }
         }
-        // Ranks are read under the lock, so they all come from one re-ranking.
-        let mut hits: Vec<(u64, Arc<MemSeries>)> = {
-            let index = read(&self.index);
-            let ids = index.postings.select(matchers, |id| index.series.get(&id).map(|s| &s.labels));
-            ids.iter()
-                .filter_map(|id| index.series.get(id).map(|s| (s.rank.load(Ordering::Relaxed), Arc::clone(s))))
-                .collect()
-        };
+        // Ranks are read under the lock, so they all come from one re-ranking. The lock is
+        // held to the end so the series need no reference-count traffic (index → series
+        // mutex is a permitted order: no series mutex holder waits for the index).
+        let index = read(&self.index);
+        let ids = index.postings.select(matchers, |id| index.series.get(&id).map(|s| &s.labels));
+        let mut hits: Vec<(u64, &MemSeries)> =
+            ids.iter().filter_map(|id| index.series.get(id).map(|s| (s.rank.load(Ordering::Relaxed), &**s))).collect();
         hits.sort_unstable_by(
             |(ra, a), (rb, b)| {
                 if *ra != UNRANKED && *rb != UNRANKED { ra.cmp(rb) } else { a.labels.cmp(&b.labels) }
@@ -558,6 +671,72 @@ mod tests {
     fn select_all(db: &Db) -> Vec<Labels> {
         let m = [Matcher::new(MatchOp::Equal, "__name__", "m")];
         db.select(&m, 0, 10).into_iter().map(|s| s.labels).collect()
+    }
+
+    #[test]
+    fn handles_skip_lookups_but_never_change_results() {
+        let a = Labels::from_pairs(&[("__name__", "m"), ("k", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "m"), ("k", "b")]);
+        let samples = |db: &Db, l: &Labels| -> Vec<(i64, f64)> {
+            let m = [Matcher::new(MatchOp::Equal, "k", l.get("k").unwrap_or(""))];
+            db.select(&m, 0, i64::MAX).into_iter().flat_map(|s| s.samples).map(|s| (s.t, s.v)).collect()
+        };
+        let db = Db::new(DbConfig { retention_ms: 100, max_series: 2 });
+        let mut h = SeriesHandle::default();
+        db.append_with_handle(&a, 1, 1.0, &mut h).expect("new series");
+        assert!(h.0.is_some());
+        db.append_with_handle(&a, 2, 2.0, &mut h).expect("through the handle");
+        assert_eq!(db.append_with_handle(&a, 2, 2.0, &mut h), Ok(()), "same sample again");
+        assert!(matches!(db.append_with_handle(&a, 2, 3.0, &mut h), Err(AppendError::DuplicateTimestamp { .. })));
+        assert!(matches!(db.append_with_handle(&a, 1, 3.0, &mut h), Err(AppendError::OutOfOrder { .. })));
+        // The handle of `a` used for `b`: `b` gets its own series, and the handle follows.
+        db.append_with_handle(&b, 1, 5.0, &mut h).expect("other labels");
+        assert_eq!(samples(&db, &a), [(1, 1.0), (2, 2.0)]);
+        assert_eq!(samples(&db, &b), [(1, 5.0)]);
+        // Another store ignores the handle.
+        let other = Db::default();
+        other.append_with_handle(&b, 7, 7.0, &mut h).expect("other store");
+        assert_eq!(samples(&other, &b), [(7, 7.0)]);
+        assert_eq!(samples(&db, &b), [(1, 5.0)]);
+        // A removed series: the stale handle must not write into it.
+        let mut ha = SeriesHandle::default();
+        db.append_with_handle(&a, 3, 3.0, &mut ha).expect("append");
+        db.truncate(1_000);
+        assert_eq!(db.stats().series, 0);
+        assert!(matches!(db.append_with_handle(&a, 5, 1.0, &mut ha), Err(AppendError::TooOld { .. })));
+        db.append_with_handle(&a, 950, 9.0, &mut ha).expect("recreated");
+        assert_eq!(samples(&db, &a), [(950, 9.0)]);
+        db.clear();
+        db.append_with_handle(&a, 1, 4.0, &mut ha).expect("after clear");
+        assert_eq!(samples(&db, &a), [(1, 4.0)]);
+        assert_eq!(db.stats().series, 1);
+    }
+
+    #[test]
+    fn bucket_holds_colliding_series() {
+        let mk = |id: SeriesId| {
+            Arc::new(MemSeries {
+                id,
+                store: 0,
+                removed: AtomicBool::new(false),
+                labels: Labels::from_pairs(&[("k", &id.to_string())]),
+                rank: AtomicU64::new(UNRANKED),
+                data: Mutex::default(),
+            })
+        };
+        let mut b = Bucket::One(mk(1));
+        b.push(mk(2));
+        b.push(mk(3));
+        let ids = |b: &Bucket| b.as_slice().iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(&b), [1, 2, 3]);
+        assert!(b.retain(|s| s.id != 2));
+        assert_eq!(ids(&b), [1, 3]);
+        assert!(b.retain(|s| s.id == 3));
+        assert!(matches!(b, Bucket::One(_)));
+        assert_eq!(ids(&b), [3]);
+        assert!(!b.retain(|_| false));
+        let mut m = Bucket::Many(vec![mk(4), mk(5)]);
+        assert!(!m.retain(|_| false));
     }
 
     #[test]

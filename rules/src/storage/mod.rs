@@ -95,6 +95,34 @@ pub enum AppendError {
 pub trait Appendable: Send + Sync {
     /// Appends one sample to the series named by `labels` (created if new).
     fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError>;
+
+    /// As [`Appendable::append`], for a writer that appends to the same series again and
+    /// again (a rule's output): `handle` is the writer's memory of the series, kept between
+    /// calls with the same `labels` (start with [`SeriesHandle::default`]). A store may keep
+    /// its series in it and then skip finding the series by its labels. The result is the
+    /// same as `append`'s, whatever the handle holds: a stale, foreign or mismatched handle
+    /// only costs the lookup. The default ignores the handle.
+    fn append_with_handle(
+        &self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+        handle: &mut SeriesHandle,
+    ) -> Result<(), AppendError> {
+        let _ = handle;
+        self.append(labels, t, v)
+    }
+}
+
+/// A store's handle on one series, held by a writer between appends (see
+/// [`Appendable::append_with_handle`]). Opaque; cloning it shares the handle.
+#[derive(Clone, Default)]
+pub struct SeriesHandle(pub(crate) Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl std::fmt::Debug for SeriesHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "SeriesHandle(set)" } else { "SeriesHandle(empty)" })
+    }
 }
 
 mod chunk;
