@@ -15,31 +15,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use promql_parser::label::{MatchOp, Matcher};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use regex::Regex;
 use warden_rules::labels::Labels;
 use warden_rules::storage::{Appendable, Db, DbConfig, DbStats, Queryable};
-
-/// SplitMix64: deterministic pseudo-random numbers without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 const T0: i64 = 1_700_000_000_000;
 const STEP: i64 = 15_000;
@@ -115,11 +95,11 @@ fn bench_append(c: &mut Criterion) {
 fn select_db() -> Db {
     let db = Db::default();
     let labels: Vec<Labels> = (0..100_000).map(series_labels).collect();
-    let mut rng = Rng(1);
+    let mut rng = StdRng::seed_from_u64(1);
     for i in 0..40 {
         let t = T0 + i * STEP;
         for (k, l) in labels.iter().enumerate() {
-            db.append(l, t, (k as i64 * 10 + i * rng.below(3) as i64) as f64).expect("in order");
+            db.append(l, t, (k as i64 * 10 + i * rng.random_range(0..3) as i64) as f64).expect("in order");
         }
     }
     db
@@ -183,27 +163,28 @@ enum Kind {
 /// by up to ± that much. Returns the store's figures.
 fn size_for(kind: Kind, series: usize, jitter_ms: i64, seed: u64) -> DbStats {
     let db = Db::new(DbConfig::default());
-    let mut rng = Rng(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let n = 6 * 3600 * 1000 / STEP;
     for s in 0..series {
         let l = Labels::from_pairs(&[("__name__", format!("{kind:?}")), ("i", s.to_string())]);
-        let mut counter = rng.below(1_000_000) as f64;
-        let mut level = [0.0, 1.0, 2.0, 3.0][rng.below(4) as usize];
-        let base = 0.1 + rng.unit();
+        let mut counter = rng.random_range(0..1_000_000) as f64;
+        let mut level = [0.0, 1.0, 2.0, 3.0][rng.random_range(0..4) as usize];
+        let base = 0.1 + rng.random::<f64>();
         for i in 0..n {
-            let jitter = if jitter_ms > 0 { rng.below(2 * jitter_ms as u64 + 1) as i64 - jitter_ms } else { 0 };
+            let jitter =
+                if jitter_ms > 0 { rng.random_range(0..2 * jitter_ms as u64 + 1) as i64 - jitter_ms } else { 0 };
             let v = match kind {
                 Kind::Counter => {
-                    counter += rng.below(4) as f64;
+                    counter += rng.random_range(0..4) as f64;
                     counter
                 }
                 Kind::FewValues => {
-                    if rng.below(100) < 5 {
-                        level = [0.0, 1.0, 2.0, 3.0][rng.below(4) as usize];
+                    if rng.random_range(0..100) < 5 {
+                        level = [0.0, 1.0, 2.0, 3.0][rng.random_range(0..4) as usize];
                     }
                     level
                 }
-                Kind::Noisy => base * (1.0 + (rng.unit() - 0.5) * 0.01),
+                Kind::Noisy => base * (1.0 + (rng.random::<f64>() - 0.5) * 0.01),
             };
             db.append(&l, T0 + i * STEP + jitter, v).expect("in order");
         }

@@ -1594,7 +1594,8 @@ fn title(s: &str) -> String {
 
 /// Go's `%v` of a float64: strconv's 'g' format with the shortest round-trip digits, in
 /// exponent form when the decimal exponent is < -4 or >= 6 (`123456`, `1.234567e+06`).
-fn go_v(f: f64) -> String {
+/// Also how PromQL annotations print numbers (`crate::promql::functions`).
+pub(crate) fn go_v(f: f64) -> String {
     if f.is_nan() {
         return "NaN".to_owned();
     }

@@ -11,25 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use warden_rules::labels::Labels;
 use warden_rules::promql::{Engine, EngineOptions};
 use warden_rules::rulefile;
 use warden_rules::storage::{Appendable, Db, DbConfig, stale_nan};
-
-/// xorshift64*: small, seeded, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -109,21 +96,25 @@ const TOKENS: &[&str] = &[
     "",
 ];
 
-fn mutate_text(rng: &mut Rng, s: &str) -> String {
+/// Applies 1 to `max_edits` random edits to `s`: insert a token, delete a short run,
+/// replace a short run with a token, or truncate.
+fn mutate_text(rng: &mut StdRng, s: &str, tokens: &[&str], max_edits: usize) -> String {
     let mut out = s.to_owned();
-    for _ in 0..1 + rng.below(3) {
+    for _ in 0..1 + rng.random_range(0..max_edits) {
         let chars: Vec<(usize, char)> = out.char_indices().collect();
-        let pos = if chars.is_empty() { 0 } else { chars[rng.below(chars.len())].0 };
-        match rng.below(4) {
-            0 => out.insert_str(pos, TOKENS[rng.below(TOKENS.len())]),
+        let pos = if chars.is_empty() { 0 } else { chars[rng.random_range(0..chars.len())].0 };
+        let run_end = |out: &str, rng: &mut StdRng| {
+            out[pos..].char_indices().nth(1 + rng.random_range(0..8)).map_or(out.len(), |(i, _)| pos + i)
+        };
+        match rng.random_range(0..4) {
+            0 => out.insert_str(pos, tokens[rng.random_range(0..tokens.len())]),
             1 => {
-                // Delete a short run of characters.
-                let end = out[pos..].char_indices().nth(1 + rng.below(4)).map_or(out.len(), |(i, _)| pos + i);
+                let end = run_end(&out, rng);
                 out.replace_range(pos..end, "");
             }
             2 => {
-                let end = out[pos..].char_indices().nth(1 + rng.below(6)).map_or(out.len(), |(i, _)| pos + i);
-                out.replace_range(pos..end, TOKENS[rng.below(TOKENS.len())]);
+                let end = run_end(&out, rng);
+                out.replace_range(pos..end, tokens[rng.random_range(0..tokens.len())]);
             }
             _ => out.truncate(pos),
         }
@@ -175,7 +166,7 @@ fn evaluator_never_panics_on_mutated_conformance_queries() {
     }
     assert!(exprs.len() > 500, "corpus too small: {}", exprs.len());
     let iters = env_u64("WARDEN_FUZZ_ITERS", 4_000);
-    let mut rng = Rng(env_u64("WARDEN_FUZZ_SEED", 0x5eed_1234_abcd_0001));
+    let mut rng = StdRng::seed_from_u64(env_u64("WARDEN_FUZZ_SEED", 0x5eed_1234_abcd_0001));
     let db = fuzz_db();
     // A tight sample budget keeps every case fast; the bound itself is under test.
     let engine = Engine::new(EngineOptions { max_samples: 200_000, ..EngineOptions::default() });
@@ -183,14 +174,14 @@ fn evaluator_never_panics_on_mutated_conformance_queries() {
     let mut parsed = 0;
     let started = Instant::now();
     for i in 0..iters {
-        let base = &exprs[rng.below(exprs.len())];
-        let text = if i % 5 == 0 { base.clone() } else { mutate_text(&mut rng, base) };
+        let base = &exprs[rng.random_range(0..exprs.len())];
+        let text = if i % 5 == 0 { base.clone() } else { mutate_text(&mut rng, base, TOKENS, 3) };
         let Ok(expr) = warden_rules::promql::parse(&text) else { continue };
         parsed += 1;
         let case_started = Instant::now();
-        let t = times[rng.below(times.len())];
+        let t = times[rng.random_range(0..times.len())];
         let _ = engine.instant(&db, &expr, t);
-        let step = [1i64, 15_000, 60_000, 3_600_000][rng.below(4)];
+        let step = [1i64, 15_000, 60_000, 3_600_000][rng.random_range(0..4)];
         let _ = engine.range(&db, &expr, 0, 600_000, step);
         assert!(
             case_started.elapsed() < Duration::from_secs(20),
@@ -219,7 +210,7 @@ fn rule_loader_never_panics_on_mutated_rule_files() {
     corpus.extend(files(&deploy).iter().filter(|f| f.is_file()).filter_map(|f| std::fs::read_to_string(f).ok()));
     assert!(!corpus.is_empty());
     let iters = env_u64("WARDEN_FUZZ_ITERS", 4_000);
-    let mut rng = Rng(env_u64("WARDEN_FUZZ_SEED", 0x5eed_1234_abcd_0002));
+    let mut rng = StdRng::seed_from_u64(env_u64("WARDEN_FUZZ_SEED", 0x5eed_1234_abcd_0002));
     let yaml_tokens = [
         ": ",
         "\n",
@@ -255,20 +246,8 @@ fn rule_loader_never_panics_on_mutated_rule_files() {
         "%YAML 1.2\n---\n",
     ];
     for _ in 0..iters {
-        let base = &corpus[rng.below(corpus.len())];
-        let mut text = base.clone();
-        for _ in 0..1 + rng.below(4) {
-            let chars: Vec<(usize, char)> = text.char_indices().collect();
-            let pos = if chars.is_empty() { 0 } else { chars[rng.below(chars.len())].0 };
-            match rng.below(3) {
-                0 => text.insert_str(pos, yaml_tokens[rng.below(yaml_tokens.len())]),
-                1 => {
-                    let end = text[pos..].char_indices().nth(1 + rng.below(8)).map_or(text.len(), |(i, _)| pos + i);
-                    text.replace_range(pos..end, "");
-                }
-                _ => text.truncate(pos),
-            }
-        }
+        let base = &corpus[rng.random_range(0..corpus.len())];
+        let text = mutate_text(&mut rng, base, &yaml_tokens, 4);
         let _ = rulefile::parse_str(Path::new("fuzz.yml"), &text);
     }
     // Deep nesting and a huge flow sequence must be refused, not overflow the stack.

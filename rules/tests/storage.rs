@@ -7,28 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use promql_parser::label::{MatchOp, Matcher};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use regex::Regex;
 use warden_rules::labels::Labels;
 use warden_rules::storage::{
     AppendError, Appendable, Db, DbConfig, Queryable, STALE_NAN_BITS, Sample, is_stale_nan, stale_nan,
 };
-
-/// SplitMix64: deterministic pseudo-random numbers without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn eq(name: &str, value: &str) -> Matcher {
     Matcher::new(MatchOp::Equal, name, value)
@@ -63,15 +48,18 @@ fn bits(samples: &[Sample]) -> Vec<(i64, u64)> {
 fn matchers_agree_with_brute_force() {
     let db = Db::default();
     let mut all: Vec<Labels> = Vec::new();
-    let mut rng = Rng(7);
+    let mut rng = StdRng::seed_from_u64(7);
     for i in 0..600u64 {
         let mut pairs = vec![("__name__".to_owned(), format!("metric_{}", i % 7))];
         // Some series lack `job` or `code`, so absent-label semantics are exercised.
-        if rng.below(5) != 0 {
-            pairs.push(("job".to_owned(), ["api", "db", "web", "api-canary"][rng.below(4) as usize].to_owned()));
+        if rng.random_range(0..5) != 0 {
+            pairs.push((
+                "job".to_owned(),
+                ["api", "db", "web", "api-canary"][rng.random_range(0..4) as usize].to_owned(),
+            ));
         }
-        if rng.below(3) != 0 {
-            pairs.push(("code".to_owned(), ["200", "404", "500", "503"][rng.below(4) as usize].to_owned()));
+        if rng.random_range(0..3) != 0 {
+            pairs.push(("code".to_owned(), ["200", "404", "500", "503"][rng.random_range(0..4) as usize].to_owned()));
         }
         pairs.push(("instance".to_owned(), format!("host-{i}")));
         let labels = Labels::from_pairs(&pairs);
@@ -120,8 +108,8 @@ fn matchers_agree_with_brute_force() {
     // Random combinations against the same brute force.
     let pool: Vec<Matcher> = cases.iter().flatten().cloned().collect();
     for _ in 0..300 {
-        let n = 1 + rng.below(3) as usize;
-        let ms: Vec<Matcher> = (0..n).map(|_| pool[rng.below(pool.len() as u64) as usize].clone()).collect();
+        let n = 1 + rng.random_range(0..3) as usize;
+        let ms: Vec<Matcher> = (0..n).map(|_| pool[rng.random_range(0..pool.len() as u64) as usize].clone()).collect();
         let got = names(&db.select(&ms, 0, 2_000));
         let mut want: Vec<&Labels> =
             all.iter().filter(|l| ms.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or("")))).collect();
@@ -135,22 +123,22 @@ fn matchers_agree_with_brute_force() {
 fn time_ranges_across_chunks_agree_with_a_plain_vector() {
     let db = Db::default();
     let labels = Labels::from_pairs(&[("__name__", "x")]);
-    let mut rng = Rng(99);
+    let mut rng = StdRng::seed_from_u64(99);
     let mut t = 1_700_000_000_000i64;
     let mut kept: Vec<(i64, u64)> = Vec::new();
     let mut v = 0.0f64;
     for i in 0..1_000 {
-        v += rng.below(3) as f64;
+        v += rng.random_range(0..3) as f64;
         let value = if i % 97 == 0 { stale_nan() } else { v };
         db.append(&labels, t, value).expect("in order");
         kept.push((t, value.to_bits()));
-        t += 15_000 + rng.below(200) as i64 - 100;
+        t += 15_000 + rng.random_range(0..200) as i64 - 100;
     }
     let first = kept[0].0;
     let last = kept[kept.len() - 1].0;
     for _ in 0..200 {
-        let a = first - 100_000 + rng.below((last - first + 200_000) as u64) as i64;
-        let b = a + rng.below(3_000_000) as i64;
+        let a = first - 100_000 + rng.random_range(0..(last - first + 200_000) as u64) as i64;
+        let b = a + rng.random_range(0..3_000_000) as i64;
         let got = db.select(&[eq("__name__", "x")], a, b);
         let want: Vec<(i64, u64)> = kept.iter().copied().filter(|&(t, _)| t >= a && t <= b).collect();
         if want.is_empty() {

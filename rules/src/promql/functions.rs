@@ -32,6 +32,7 @@ use super::eval::early_label;
 use super::{EvalError, Value, VectorSample};
 use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::storage::Sample;
+use crate::template::go_v;
 
 /// One evaluated function argument.
 pub(crate) enum Arg {
@@ -665,35 +666,12 @@ fn double_exponential_smoothing(s: &[Sample], sf: f64, tf: f64) -> Option<f64> {
 }
 
 fn invalid_quantile(q: f64) -> String {
-    format!("PromQL warning: quantile value should be between 0 and 1, got {}", go_float(q))
-}
-
-/// Formats like Go's `%g` (shortest digits; exponent form below 1e-4 and from 1e6 on, with
-/// a signed two-digit exponent; `NaN`, `+Inf`, `-Inf`).
-fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let sci = format!("{v:e}");
-    let Some((mantissa, exp)) = sci.split_once('e') else { return format!("{v}") };
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..6).contains(&exp) {
-        format!("{v}")
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
-    }
+    format!("PromQL warning: quantile value should be between 0 and 1, got {}", go_v(q))
 }
 
 /// Formats like Go's `%f` (six decimals; `NaN`, `+Inf`, `-Inf`).
 fn go_fixed(v: f64) -> String {
-    if v.is_finite() { format!("{v:.6}") } else { go_float(v) }
+    if v.is_finite() { format!("{v:.6}") } else { go_v(v) }
 }
 
 fn possible_non_counter(ctx: &mut FnCtx<'_>, labels: &Labels) {
@@ -1048,7 +1026,7 @@ fn histogram_quantiles(v: Vec<VectorSample>, label: &str, qs: &[f64], ctx: &mut 
 /// A quantile as a label value, in OpenMetrics' canonical form: whole numbers keep one
 /// decimal (`1.0`), infinities are `+Inf`/`-Inf`.
 fn quantile_label_value(q: f64) -> String {
-    if q.is_finite() && q.fract() == 0.0 && q.abs() < 1e15 { format!("{q:.1}") } else { go_float(q) }
+    if q.is_finite() && q.fract() == 0.0 && q.abs() < 1e15 { format!("{q:.1}") } else { go_v(q) }
 }
 
 /// `histogram_fraction` over classic buckets: one output sample per classic histogram.
@@ -1881,7 +1859,7 @@ mod tests {
             (1e300, "1e+300"),
         ];
         for (v, want) in cases {
-            assert_eq!(go_float(v), want, "{v}");
+            assert_eq!(go_v(v), want, "{v}");
         }
         assert_eq!(go_fixed(1.5), "1.500000");
         assert_eq!(go_fixed(f64::INFINITY), "+Inf");

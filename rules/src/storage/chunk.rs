@@ -475,23 +475,8 @@ impl Iterator for ChunkIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// SplitMix64: a small deterministic generator for property-style tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
 
     fn encode(samples: &[(i64, u64)]) -> HeadChunk {
         let mut h = HeadChunk::new(samples[0].0, f64::from_bits(samples[0].1));
@@ -564,26 +549,26 @@ mod tests {
 
     #[test]
     fn random_series_round_trip() {
-        let mut rng = Rng(42);
+        let mut rng = StdRng::seed_from_u64(42);
         for case in 0..400 {
-            let n = 1 + rng.below(u64::from(MAX_CHUNK_SAMPLES)) as usize;
-            let mut t = rng.next() as i64 >> (rng.below(40) + 1);
-            let interval = 1 + rng.below(60_000) as i64;
+            let n = 1 + rng.random_range(0..u64::from(MAX_CHUNK_SAMPLES)) as usize;
+            let mut t = rng.random::<u64>() as i64 >> (rng.random_range(0..40) + 1);
+            let interval = 1 + rng.random_range(0..60_000) as i64;
             let mut v = 0f64;
             let mut samples = Vec::with_capacity(n);
             for _ in 0..n {
                 let bits = match case % 5 {
                     0 => {
-                        v += rng.below(4) as f64;
+                        v += rng.random_range(0..4) as f64;
                         v.to_bits()
                     }
-                    1 => [0.0f64, 1.0, 2.5, -3.0][rng.below(4) as usize].to_bits(),
-                    2 => (0.5 + (rng.below(1 << 20) as f64) / (1u64 << 30) as f64).to_bits(),
-                    3 => rng.next(),
-                    _ => SPECIAL[rng.below(SPECIAL.len() as u64) as usize],
+                    1 => [0.0f64, 1.0, 2.5, -3.0][rng.random_range(0..4) as usize].to_bits(),
+                    2 => (0.5 + (rng.random_range(0..1 << 20) as f64) / (1u64 << 30) as f64).to_bits(),
+                    3 => rng.random::<u64>(),
+                    _ => SPECIAL[rng.random_range(0..SPECIAL.len() as u64) as usize],
                 };
                 samples.push((t, bits));
-                let jitter = rng.below(2001) as i64 - 1000;
+                let jitter = rng.random_range(0..2001) as i64 - 1000;
                 t = t.saturating_add((interval + jitter).max(1));
             }
             samples.dedup_by_key(|s| s.0);
@@ -603,15 +588,15 @@ mod tests {
 
     #[test]
     fn iter_from_starts_at_a_checkpoint_and_misses_nothing() {
-        let mut rng = Rng(7);
+        let mut rng = StdRng::seed_from_u64(7);
         for case in 0..60 {
-            let n = 1 + rng.below(u64::from(MAX_CHUNK_SAMPLES)) as usize;
+            let n = 1 + rng.random_range(0..u64::from(MAX_CHUNK_SAMPLES)) as usize;
             let mut t = 1_000_000i64;
             let mut samples = Vec::with_capacity(n);
             for i in 0..n {
-                let bits = if case % 2 == 0 { ((i / 3) as f64).to_bits() } else { rng.next() };
+                let bits = if case % 2 == 0 { ((i / 3) as f64).to_bits() } else { rng.random::<u64>() };
                 samples.push((t, bits));
-                t += 1 + rng.below(30_000) as i64;
+                t += 1 + rng.random_range(0..30_000) as i64;
             }
             let h = encode(&samples);
             let made = (n - 1) / usize::from(CHECKPOINT_EVERY);
