@@ -1812,8 +1812,9 @@ pub fn format_time_ms(ms: i64) -> String {
     s
 }
 
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar. Also
+/// used by PromQL's date functions.
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

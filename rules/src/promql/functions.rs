@@ -32,7 +32,7 @@ use super::eval::early_label;
 use super::{EvalError, Value, VectorSample};
 use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::storage::Sample;
-use crate::template::go_v;
+use crate::template::{civil_from_days, go_v};
 
 /// One evaluated function argument.
 pub(crate) enum Arg {
@@ -687,20 +687,6 @@ fn possible_non_counter(ctx: &mut FnCtx<'_>, labels: &Labels) {
 // ---------------------------------------------------------------------------------------
 // Calendar.
 
-/// (year, month 1-12, day 1-31) of days since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -726,6 +712,7 @@ fn date_part(part: &str, v: f64) -> f64 {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
+    let (m, d) = (i64::from(m), i64::from(d));
     let r = match part {
         "minute" => (sod / 60) % 60,
         "hour" => sod / 3600,
