@@ -1,5 +1,10 @@
 //! `warden-collector`: Warden's signal model, sources (host, scrape, file tail, OTLP in),
-//! the PHI redactor, buffers and sinks.
+//! span metrics, and (later) the PHI redactor, buffers and sinks.
 //!
-//! Not built yet: this crate is reserved by the workspace layout in `DESIGN.md` and holds
-//! no code until the collector issue lands. It must never depend on `warden-rules`.
+//! Data flows source → [`pipeline::BatchSender`] (bounded) → redactor → consumers; see
+//! `ARCHITECTURE.md`. This crate never depends on `warden-rules`.
+
+pub mod ack;
+pub mod pipeline;
+pub mod signal;
+pub mod sources;
