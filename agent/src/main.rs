@@ -1,6 +1,7 @@
-//! `warden`: the agent binary. Today it reports its version and runs the rule tooling:
-//! `check-rules` (promtool's `check rules`) and `test-rules` (promtool's `test rules`).
-//! The daemon (`run`), `check-config` and `redact` arrive with their issues.
+//! `warden`: the agent binary. Today it reports its version, runs the rule tooling
+//! (`check-rules` as promtool's `check rules`, `test-rules` as promtool's `test rules`) and
+//! the PHI redactor as a line filter (`redact`). The daemon (`run`) and `check-config`
+//! arrive with their issues.
 //!
 //! Exit codes: 0 success; 1 a check or test failed; 3 lint problems with `--lint-fatal`
 //! (as promtool); 64 bad usage (`EX_USAGE`, where clap would exit 2).
@@ -27,6 +28,8 @@ enum Command {
     CheckRules(cli::check_rules::Args),
     /// Run rule unit tests in promtool's format (like `promtool test rules`).
     TestRules(cli::test_rules::Args),
+    /// Redact PHI from log lines (files or stdin) to stdout, one line out per line in.
+    Redact(cli::redact::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         }
         Command::CheckRules(args) => cli::check_rules::run(&args, &mut out, &mut err),
         Command::TestRules(args) => cli::test_rules::run(&args, &mut out, &mut err),
+        Command::Redact(args) => cli::redact::run(&args, &mut std::io::stdin().lock(), &mut out, &mut err),
     };
     ExitCode::from(code)
 }

@@ -50,7 +50,10 @@ impl AckToken {
     /// The callback must be cheap and must not block (it runs on the consumer's task).
     pub fn new(callback: impl FnOnce(AckOutcome) + Send + Sync + 'static) -> AckToken {
         AckToken {
-            inner: Arc::new(Inner { failed: AtomicBool::new(false), callback: std::sync::Mutex::new(Some(Box::new(callback))) }),
+            inner: Arc::new(Inner {
+                failed: AtomicBool::new(false),
+                callback: std::sync::Mutex::new(Some(Box::new(callback))),
+            }),
             decided: false,
         }
     }

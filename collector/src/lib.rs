@@ -5,6 +5,10 @@
 //! `ARCHITECTURE.md`. This crate never depends on `warden-rules`.
 
 pub mod ack;
+pub mod exposition;
+pub mod otlp;
 pub mod pipeline;
+pub mod redact;
 pub mod signal;
 pub mod sources;
+pub mod spanmetrics;

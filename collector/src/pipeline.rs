@@ -167,7 +167,12 @@ impl ComponentStats {
     /// caller writes `# TYPE` lines once per family via [`encode_stats`]).
     fn samples(&self, out: &mut Vec<(String, String, u64)>) {
         let fam = |what: &str| format!("warden_{}_{}_total", self.kind, what);
-        for (what, c) in [("received", &self.received), ("emitted", &self.emitted), ("dropped", &self.dropped), ("errors", &self.errors)] {
+        for (what, c) in [
+            ("received", &self.received),
+            ("emitted", &self.emitted),
+            ("dropped", &self.dropped),
+            ("errors", &self.errors),
+        ] {
             out.push((fam(what), self.name.clone(), c.get()));
         }
         let extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());

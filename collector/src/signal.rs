@@ -224,7 +224,13 @@ pub struct MetricPoint {
 
 impl MetricPoint {
     /// A point; `labels` are sorted here so callers may pass them in any order.
-    pub fn new(name: impl Into<String>, mut labels: Vec<Label>, kind: MetricKind, value: f64, timestamp_ms: i64) -> MetricPoint {
+    pub fn new(
+        name: impl Into<String>,
+        mut labels: Vec<Label>,
+        kind: MetricKind,
+        value: f64,
+        timestamp_ms: i64,
+    ) -> MetricPoint {
         labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         MetricPoint { name: name.into(), labels, kind, value, timestamp_ms }
     }

@@ -132,3 +132,27 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
+
+/// A binary built by this workspace (`platform-api`, `warden`) in the target directory the
+/// running test binary lives in (`<target>/debug/deps/<test>` → `<target>/debug/<name>`).
+/// `cargo test --workspace` builds every package's binaries before it runs tests.
+pub fn workspace_bin(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let p = profile_dir.join(name);
+    p.is_file().then_some(p)
+}
+
+impl Child {
+    /// Spawns `program args...` with extra environment variables, output discarded.
+    pub fn spawn_with_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Child> {
+        Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Child)
+    }
+}

@@ -1,4 +1,5 @@
-//! The rule tooling subcommands of `warden`: [`check_rules`] and [`test_rules`].
+//! The tooling subcommands of `warden`: [`check_rules`] and [`test_rules`] for rule files,
+//! [`redact`] for the PHI redactor as a line filter.
 //!
 //! Each subcommand writes to the `out`/`err` writers it is given (standard output and
 //! error in the binary) and returns the process exit code; a closed pipe never makes it
@@ -7,6 +8,7 @@
 use std::io::Write;
 
 pub mod check_rules;
+pub mod redact;
 pub mod test_rules;
 
 /// Everything passed.
