@@ -169,9 +169,13 @@ impl Scraper {
         let url = reqwest::Url::parse(&target.url).map_err(|e| format!("invalid URL: {e}"))?;
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or("URL has no host")?;
         let port = url.port_or_known_default().unwrap_or(80);
+        // What logs show: no credentials, and no query or fragment (tokens and
+        // parameters live there).
         let mut display = url.clone();
         let _ = display.set_username("");
         let _ = display.set_password(None);
+        display.set_query(None);
+        display.set_fragment(None);
         let mut labels = vec![Label::new("job", target.job.clone()), Label::new("instance", format!("{host}:{port}"))];
         for (name, value) in &target.labels {
             match labels.iter_mut().find(|l| l.name == *name) {
@@ -655,6 +659,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.target_labels()[0], Label::new("instance", "[::1]:80"));
+    }
+
+    #[test]
+    fn logged_url_has_no_credentials_query_or_fragment() {
+        let t = TargetConfig::new("http://user:secret@h:9/metrics?token=abc&name[]=x#frag", "j");
+        let s = Scraper::new(&t, http_client().unwrap(), ComponentStats::new("source", "scrape")).unwrap();
+        assert_eq!(s.display_url, "http://h:9/metrics");
+        let debug = format!("{s:?}");
+        for secret in ["user", "secret", "token", "abc", "frag"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        // The request itself still uses the full URL.
+        assert_eq!(s.url.query(), Some("token=abc&name[]=x"));
     }
 
     #[test]
