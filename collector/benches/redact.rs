@@ -1,5 +1,6 @@
-//! Redactor throughput on generated log text (2 % PHI lines, 30 % JSON lines): the full
-//! detector set and each detector family alone, in bytes per second.
+//! Redactor throughput on generated log lines (2 % PHI): the full detector set on a mix
+//! with 30 % JSON lines, on text lines only and on JSON lines only, and each detector
+//! family alone on text lines, in bytes per second.
 //!
 //! `cargo bench -p warden-collector --bench redact`
 
@@ -45,6 +46,7 @@ fn run(r: &Redactor, input: &[String]) -> usize {
 fn bench(c: &mut Criterion) {
     let mixed = lines(0.3);
     let text = lines(0.0);
+    let json = lines(1.0);
     let bytes = |v: &[String]| v.iter().map(|l| l.len() as u64 + 1).sum::<u64>();
     let mut group = c.benchmark_group("redact");
     group.sample_size(10);
@@ -53,6 +55,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("full/mixed_30pct_json", |b| b.iter(|| run(&full, black_box(&mixed))));
     group.throughput(Throughput::Bytes(bytes(&text)));
     group.bench_function("full/text", |b| b.iter(|| run(&full, black_box(&text))));
+    group.throughput(Throughput::Bytes(bytes(&json)));
+    group.bench_function("full/json", |b| b.iter(|| run(&full, black_box(&json))));
+    group.throughput(Throughput::Bytes(bytes(&text)));
     let families: [(&str, &[Detector]); 7] = [
         ("none", &[]),
         ("numeric_shapes", &[Detector::Ssn, Detector::Phone, Detector::Card, Detector::Zip]),

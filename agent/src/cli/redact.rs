@@ -16,6 +16,7 @@
 //! Exit codes: 0 at EOF; 1 if a file could not be read or the output failed; 64 for bad
 //! usage or an invalid config.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -91,7 +92,7 @@ fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>, cap: usize) -> io::Result<O
             break;
         }
         any = true;
-        let nl = avail.iter().position(|&c| c == b'\n');
+        let nl = memchr::memchr(b'\n', avail);
         let chunk = &avail[..nl.unwrap_or(avail.len())];
         if !over {
             if buf.len() + chunk.len() > cap {
@@ -153,7 +154,10 @@ fn filter(
             );
             w.write_all(b"\n")
         } else {
-            let text = String::from_utf8_lossy(&buf);
+            let text = match std::str::from_utf8(&buf) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(&buf),
+            };
             let res = match r.redact_line(&text) {
                 Line::Text(t) => w.write_all(t.as_bytes()),
                 Line::Json(j) => w.write_all(j.as_bytes()),

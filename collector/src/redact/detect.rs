@@ -214,6 +214,11 @@ pub(crate) fn card(b: &[u8], i: usize) -> Option<usize> {
         if run == 0 || n + run > 19 || ng == 5 {
             return None;
         }
+        // Every grouped shape is 4-4-... or 4-6-...: give up early on anything else
+        // (dates such as `2024-01-15` come through here).
+        if ng == 1 && run != 4 && run != 6 {
+            return None;
+        }
         digits[n..n + run].copy_from_slice(&b[p..p + run]);
         n += run;
         groups[ng] = run;
@@ -279,13 +284,25 @@ fn is_hex(c: u8) -> bool {
 /// An IPv6 address starting at `i` (a hex digit or `:`), parsed by the standard
 /// library; at least two colons. Timestamps (`10:00:00`) and MAC addresses fail to parse.
 pub(crate) fn ipv6(b: &[u8], i: usize) -> Option<(usize, Ipv6Addr)> {
+    // The first group is one to four hex digits and a colon (or the text starts with
+    // `::`): hex ids and plain numbers stop here.
+    let g = b.get(i..).map_or(0, |s| s.iter().take(5).take_while(|&&c| is_hex(c)).count());
+    if g > 4 || b.get(i + g) != Some(&b':') {
+        return None;
+    }
     let mut j = i;
     let mut colons = 0;
+    let mut double = false;
     while j < b.len() && j - i < 45 && (is_hex(b[j]) || b[j] == b':' || b[j] == b'.') {
-        colons += usize::from(b[j] == b':');
+        if b[j] == b':' {
+            colons += 1;
+            double |= j > i && b[j - 1] == b':';
+        }
         j += 1;
     }
-    if colons < 2 || (j < b.len() && (is_alnum(b[j]) || b[j] == b'_')) {
+    // Without `::` an address has seven colons (six before an embedded IPv4): times
+    // such as `10:00:00` stop here, before the parser.
+    if colons < 2 || (!double && colons < 6) || (j < b.len() && (is_alnum(b[j]) || b[j] == b'_')) {
         return None;
     }
     let mut end = j;
@@ -741,6 +758,17 @@ impl Cidr {
         Some(Cidr { addr, prefix })
     }
 
+    /// An IPv4 network as `(network, mask)`: `a` is inside when `a & mask == network`.
+    pub(crate) fn v4_mask(&self) -> Option<(u32, u32)> {
+        match self.addr {
+            IpAddr::V4(n) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                Some((u32::from(n) & mask, mask))
+            }
+            IpAddr::V6(_) => None,
+        }
+    }
+
     /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -782,6 +810,126 @@ pub const DEFAULT_ALLOW_CIDRS: [&str; 12] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// [`ipv6`] without its pre-tests (the parser decides everything).
+    fn ipv6_parser_only(b: &[u8], i: usize) -> Option<(usize, Ipv6Addr)> {
+        let mut j = i;
+        let mut colons = 0;
+        while j < b.len() && j - i < 45 && (is_hex(b[j]) || b[j] == b':' || b[j] == b'.') {
+            colons += usize::from(b[j] == b':');
+            j += 1;
+        }
+        if colons < 2 || (j < b.len() && (is_alnum(b[j]) || b[j] == b'_')) {
+            return None;
+        }
+        let mut end = j;
+        while end > i && (b[end - 1] == b'.' || (b[end - 1] == b':' && b.get(end.wrapping_sub(2)) != Some(&b':'))) {
+            end -= 1;
+        }
+        let s = std::str::from_utf8(&b[i..end]).ok()?;
+        if let Ok(a) = s.parse::<Ipv6Addr>() {
+            return Some((end, a));
+        }
+        let k = s.rfind(':')?;
+        if k == 0 || s.as_bytes()[k - 1] == b':' || s[..k].bytes().filter(|&c| c == b':').count() < 2 {
+            return None;
+        }
+        s[..k].parse::<Ipv6Addr>().ok().map(|a| (i + k, a))
+    }
+
+    #[test]
+    fn ipv6_pre_tests_only_turn_away_what_the_parser_rejects() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let pieces = ["1", "12", "abcd", "fe80", "ffff", "12345", "0", ":", ":", "::", ".", "203.0.113.9", "z", " "];
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let s: String = (0..rng.random_range(1..14)).map(|_| pieces[rng.random_range(0..pieces.len())]).collect();
+            let got = ipv6(s.as_bytes(), 0);
+            assert_eq!(got, ipv6_parser_only(s.as_bytes(), 0), "{s:?}");
+            accepted += usize::from(got.is_some());
+        }
+        assert!(accepted > 1000, "{accepted}");
+        for s in ["1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4", "1::", "abcd::ef01:1"] {
+            assert_eq!(ipv6(s.as_bytes(), 0).map(|x| x.0), Some(s.len()), "{s}");
+        }
+    }
+
+    /// [`card`] without its early exit on the second group.
+    fn card_without_early_exit(b: &[u8], i: usize) -> Option<usize> {
+        let mut digits = [0u8; 19];
+        let mut n = 0;
+        let mut groups = [0usize; 5];
+        let mut ng = 0;
+        let mut p = i;
+        let mut sep = 0u8;
+        loop {
+            let run = digit_run(b, p);
+            if run == 0 || n + run > 19 || ng == 5 {
+                return None;
+            }
+            digits[n..n + run].copy_from_slice(&b[p..p + run]);
+            n += run;
+            groups[ng] = run;
+            ng += 1;
+            p += run;
+            match b.get(p) {
+                Some(&c)
+                    if (c == b' ' || c == b'-')
+                        && (sep == 0 || sep == c)
+                        && b.get(p + 1).is_some_and(u8::is_ascii_digit) =>
+                {
+                    if ng == 1 && run != 4 {
+                        break;
+                    }
+                    sep = c;
+                    p += 1;
+                }
+                _ => break,
+            }
+        }
+        if ng > 1 && p > 0 && !b[p - 1].is_ascii_digit() {
+            return None;
+        }
+        let shape_ok = match &groups[..ng] {
+            [x] => (13..=19).contains(x),
+            [4, 4, 4, 4] | [4, 4, 4, 4, 3] | [4, 6, 5] | [4, 6, 4] | [4, 4, 4, 1] | [4, 4, 4, 2] | [4, 4, 4, 3] => true,
+            _ => false,
+        };
+        let d = &digits[..n];
+        (shape_ok && (13..=19).contains(&n) && end_ok(b, p) && card_iin(d) && luhn(d)).then_some(p)
+    }
+
+    #[test]
+    fn card_early_exit_keeps_every_shape() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let valid = ["4111111111111111", "378282246310005", "5555555555554444", "6011111111111117", "4222222222222"];
+        let mut found = 0;
+        for _ in 0..50_000 {
+            // A valid number cut into random groups, or random digit groups.
+            let digits: String = if rng.random_bool(0.5) {
+                valid[rng.random_range(0..valid.len())].to_owned()
+            } else {
+                (0..rng.random_range(4..20)).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
+            };
+            let sep = [" ", "-"][rng.random_range(0..2)];
+            let mut s = String::new();
+            for (k, c) in digits.chars().enumerate() {
+                if k > 0 && rng.random_bool(0.2) {
+                    s.push_str(sep);
+                }
+                s.push(c);
+            }
+            s.push_str([" x", "", "-1", ".5"][rng.random_range(0..4)]);
+            let got = card(s.as_bytes(), 0);
+            assert_eq!(got, card_without_early_exit(s.as_bytes(), 0), "{s}");
+            found += usize::from(got.is_some());
+        }
+        assert!(found > 100, "{found}");
+        assert!(card(b"2024-01-15", 0).is_none());
+        assert_eq!(card(b"3782-822463-10005 x", 0), Some(17));
+    }
 
     fn full(f: impl Fn(&[u8], usize) -> Option<usize>, s: &str) -> bool {
         f(s.as_bytes(), 0) == Some(s.len())

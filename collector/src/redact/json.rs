@@ -12,6 +12,7 @@ use super::Redactor;
 use super::action::Fate;
 use super::detector::Detector;
 use super::scan::KeyCtx;
+use super::swar;
 use std::borrow::Cow;
 
 /// Deepest nesting accepted.
@@ -33,13 +34,23 @@ struct P<'a> {
     s: &'a str,
     i: usize,
     r: &'a Redactor,
+    /// This thread's key memo (see [`key_info`]); `None` if it is in use already.
+    memo: Option<&'a mut Memos>,
 }
 
 type R<T> = Result<T, ()>;
 
 /// Rewrites `line` into `out`.
 pub(crate) fn rewrite(r: &Redactor, line: &str, out: &mut String) -> Outcome {
-    let mut p = P { b: line.as_bytes(), s: line, i: 0, r };
+    // The thread's memo is borrowed once per line rather than once per key.
+    MEMO.with(|m| match m.try_borrow_mut() {
+        Ok(mut memo) => rewrite_with(r, line, out, Some(&mut memo)),
+        Err(_) => rewrite_with(r, line, out, None),
+    })
+}
+
+fn rewrite_with(r: &Redactor, line: &str, out: &mut String, memo: Option<&mut Memos>) -> Outcome {
+    let mut p = P { b: line.as_bytes(), s: line, i: 0, r, memo };
     p.ws();
     if p.peek() != Some(b'{') {
         return Outcome::NotObject;
@@ -83,6 +94,8 @@ impl<'a> P<'a> {
         let body = self.i;
         let mut escaped = false;
         loop {
+            // Plain bytes in a run, up to the next `"`, `\` or control byte.
+            self.i = swar::skip_string(self.b, self.i);
             let c = self.peek().ok_or(())?;
             match c {
                 b'"' => break,
@@ -246,7 +259,8 @@ impl<'a> P<'a> {
             self.ws();
             self.expect(b':')?;
             self.ws();
-            let fate = if let Some(det) = self.r.key_rule(&key) {
+            let (rule, ctx) = key_info(self.r, self.memo.as_deref_mut(), &key);
+            let fate = if let Some(det) = rule {
                 if self.peek() == Some(b'n') {
                     self.literal(b"null")?;
                     out.push_str("null");
@@ -259,7 +273,6 @@ impl<'a> P<'a> {
                     Fate::Keep
                 }
             } else {
-                let ctx = self.r.key_ctx(&key);
                 self.value(out, &ctx, depth + 1)?
             };
             match fate {
@@ -442,6 +455,57 @@ impl<'a> P<'a> {
     }
 }
 
+/// Keys up to this long are memoised by [`key_info`].
+const MEMO_KEY: usize = 32;
+/// Slots of the per-thread memo (a power of two).
+const MEMO_SLOTS: usize = 256;
+
+/// One memoised key: the redactor it was computed for (0 = empty), the key's length and
+/// bytes (as little-endian words, zero-padded), and its rule and contexts.
+#[derive(Clone, Copy)]
+struct Memo {
+    owner: u64,
+    len: usize,
+    key: [u64; MEMO_KEY / 8],
+    rule: Option<Detector>,
+    ctx: KeyCtx,
+}
+
+impl Memo {
+    const EMPTY: Memo = Memo { owner: 0, len: 0, key: [0; MEMO_KEY / 8], rule: None, ctx: KeyCtx::EMPTY };
+}
+
+type Memos = [Memo; MEMO_SLOTS];
+
+thread_local! {
+    /// What keys mean, per thread, direct-mapped by a hash of the key: JSON lines repeat
+    /// the same few keys, and the rule lookup plus the context words cost more than the
+    /// values behind most keys. Fixed size; a slot is simply overwritten.
+    static MEMO: std::cell::RefCell<Memos> = const { std::cell::RefCell::new([Memo::EMPTY; MEMO_SLOTS]) };
+}
+
+/// The key rule matching `key` and the contexts it gives its value (both pure functions
+/// of the redactor's config and the key), through `memo` when there is one.
+fn key_info(r: &Redactor, memo: Option<&mut Memos>, key: &str) -> (Option<Detector>, KeyCtx) {
+    let k = key.as_bytes();
+    let Some(memo) = memo.filter(|_| !k.is_empty() && k.len() <= MEMO_KEY) else {
+        return (r.key_rule(key), r.key_ctx(key));
+    };
+    let mut words = [0u64; MEMO_KEY / 8];
+    let mut h = k.len() as u64;
+    for (j, w) in words.iter_mut().enumerate().take(k.len().div_ceil(8)) {
+        *w = swar::load8(k, j * 8);
+        h = (h.rotate_left(5) ^ *w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    let e = &mut memo[(h >> 56) as usize % MEMO_SLOTS];
+    if e.owner == r.id() && e.len == k.len() && e.key == words {
+        return (e.rule, e.ctx);
+    }
+    let (rule, ctx) = (r.key_rule(key), r.key_ctx(key));
+    *e = Memo { owner: r.id(), len: k.len(), key: words, rule, ctx };
+    (rule, ctx)
+}
+
 /// Decodes the body of a JSON string already validated by [`P::string`]. Lone
 /// surrogates become U+FFFD (and the flag is set).
 fn unescape(raw: &str) -> (String, bool) {
@@ -519,6 +583,40 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Config;
+
+    #[test]
+    fn key_memo_keeps_redactors_apart() {
+        let all = Redactor::default_mask();
+        let cfg: Config = serde_json::from_str(r#"{"keys":{"extra":{"mrn":["secretCode"]}}}"#).unwrap();
+        let other = Redactor::new(&cfg).unwrap();
+        let none: Config = serde_json::from_str(r#"{"keys":{"defaults":false}}"#).unwrap();
+        let none = Redactor::new(&none).unwrap();
+        let line = r#"{"secret_code":"x1","name":"Zed","admittedAt":"2024-01-02","k\u0065y":"v"}"#;
+        // Alternate on one thread: each redactor keeps its own answers.
+        for _ in 0..3 {
+            assert_eq!(
+                all.redact_json_line(line).unwrap(),
+                r#"{"secret_code":"x1","name":"[REDACTED:NAME]","admittedAt":"[REDACTED:DATE]","k\u0065y":"v"}"#
+            );
+            assert_eq!(
+                other.redact_json_line(line).unwrap(),
+                r#"{"secret_code":"[REDACTED:MRN]","name":"[REDACTED:NAME]","admittedAt":"[REDACTED:DATE]","k\u0065y":"v"}"#
+            );
+            assert_eq!(
+                none.redact_json_line(line).unwrap(),
+                r#"{"secret_code":"x1","name":"Zed","admittedAt":"[REDACTED:DATE]","k\u0065y":"v"}"#,
+                "the key context (admitted → date) holds without key rules"
+            );
+        }
+        // Keys longer than the memo's limit, and many distinct keys, still resolve.
+        let long = format!(r#"{{"{}_patient_name":"Zed Q","{}":1}}"#, "x".repeat(40), "y".repeat(300));
+        assert_eq!(none.redact_json_line(&long).unwrap(), long);
+        for k in 0..2000 {
+            let l = format!(r#"{{"f{k}":"a","ssn":"123-45-6789"}}"#);
+            assert_eq!(all.redact_json_line(&l).unwrap(), format!(r#"{{"f{k}":"a","ssn":"[REDACTED:SSN]"}}"#));
+        }
+    }
 
     fn red(line: &str) -> Option<String> {
         Redactor::default_mask().redact_json_line(line)

@@ -9,6 +9,48 @@
 use super::config::KeyRules;
 use super::detector::Detector;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A multiply-rotate hash over 8-byte words (FxHash's scheme): keys are short and not
+/// attacker-chosen in a way that matters (the rules are the config's), and SipHash was a
+/// visible share of structured-line time.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buf));
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+type Rules = HashMap<Vec<u8>, Detector, BuildHasherDefault<FastHasher>>;
 
 /// The built-in key rules, by detector.
 pub const DEFAULT_KEY_RULES: &[(Detector, &[&str])] = &[
@@ -129,19 +171,47 @@ pub fn normalize_key(key: &str) -> String {
     out
 }
 
+/// A key byte normalised: letters and digits lower-cased, other ASCII 0 (dropped),
+/// non-ASCII 0xff.
+static NORM: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphanumeric() {
+            b.to_ascii_lowercase()
+        } else if b.is_ascii() {
+            0
+        } else {
+            0xff
+        };
+        c += 1;
+    }
+    t
+};
+
 /// The longest key worth normalising; longer keys never match a rule.
 const MAX_KEY: usize = 64;
 
 /// Compiled key rules.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyMatcher {
-    rules: HashMap<Vec<u8>, Detector>,
+    rules: Rules,
     max_len: usize,
+    /// By normalised length: a bit per [`tag`] of the rules of that length, so most keys
+    /// are turned away before hashing.
+    tags: Vec<u64>,
+}
+
+/// A 6-bit digest of a normalised key's first and last bytes.
+#[inline]
+fn tag(first: u8, last: u8) -> u64 {
+    1 << ((u32::from(first).wrapping_mul(7) ^ u32::from(last)) & 63)
 }
 
 impl KeyMatcher {
     pub(crate) fn new(cfg: &KeyRules, enabled: impl Fn(Detector) -> bool) -> KeyMatcher {
-        let mut rules = HashMap::new();
+        let mut rules = Rules::default();
         if cfg.defaults {
             for (d, keys) in DEFAULT_KEY_RULES {
                 for k in *keys {
@@ -159,7 +229,11 @@ impl KeyMatcher {
         }
         rules.retain(|k, d| !k.is_empty() && enabled(*d));
         let max_len = rules.keys().map(Vec::len).max().unwrap_or(0);
-        KeyMatcher { rules, max_len }
+        let mut tags = vec![0u64; max_len + 1];
+        for k in rules.keys() {
+            tags[k.len()] |= tag(k[0], k[k.len() - 1]);
+        }
+        KeyMatcher { rules, max_len, tags }
     }
 
     /// The detector whose rule matches `key`, if any. No allocation.
@@ -170,16 +244,21 @@ impl KeyMatcher {
         let mut buf = [0u8; MAX_KEY];
         let mut n = 0;
         for &b in key.as_bytes() {
-            if b.is_ascii_alphanumeric() {
-                if n == self.max_len {
-                    return None;
-                }
-                buf[n] = b.to_ascii_lowercase();
-                n += 1;
-            } else if !b.is_ascii() {
+            match NORM[usize::from(b)] {
+                0 => {}
                 // Non-ASCII keys never match the ASCII rules.
-                return None;
+                0xff => return None,
+                c => {
+                    if n == self.max_len {
+                        return None;
+                    }
+                    buf[n] = c;
+                    n += 1;
+                }
             }
+        }
+        if n == 0 || self.tags[n] & tag(buf[0], buf[n - 1]) == 0 {
+            return None;
         }
         self.rules.get(&buf[..n]).copied()
     }

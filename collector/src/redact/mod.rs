@@ -12,9 +12,10 @@
 //! log event names, span names, attributes, events (name and attributes), links'
 //! attributes and status messages, resource and scope attributes, metric label values.
 //! Key rules ([`keys`]) redact a field whole because of its key, at any depth. Text is
-//! scanned by [`scan`]: one Aho-Corasick pass for context words and one byte-class pass
-//! for shapes, then small validators ([`detect`]), so clean text costs two passes and no
-//! allocation ([`Redactor::redact_str`] returns `Cow::Borrowed`).
+//! scanned by [`scan`]: one byte-class walk that looks context words up in a small table
+//! as it meets them and tries small shape validators ([`detect`]) at token starts, so
+//! clean text costs one pass and no allocation ([`Redactor::redact_str`] returns
+//! `Cow::Borrowed`).
 //!
 //! Actions ([`Action`]): `mask` → `[REDACTED:SSN]`; `hash` → `[SSN:3f9a12c4e7b0]`
 //! (HMAC-SHA256, see [`action`]); `drop_field` removes the attribute (a span name, status
@@ -30,6 +31,7 @@ mod json;
 pub mod keys;
 pub mod names;
 pub mod scan;
+mod swar;
 
 pub use action::HashKey;
 pub use config::{Config, DetectorConfig, Detectors, KeyRules};
@@ -197,7 +199,13 @@ pub struct Redactor {
     configured: Vec<(Detector, Action)>,
     hasher: Option<Hasher>,
     counters: Arc<RedactionCounters>,
+    /// Unique per redactor built in this process (never 0): tags what per-thread memos
+    /// (see `json`) remember for it.
+    id: u64,
 }
+
+/// The next [`Redactor`] id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Redactor {
     /// Builds from a config, reading the hash key (if any) from the file or the process
@@ -257,7 +265,14 @@ impl Redactor {
             keys: keys::KeyMatcher::new(&config.keys, |d| on[d.index()]),
         })
         .map_err(BuildError::Engine)?;
-        Ok(Redactor { engine, actions, configured, hasher, counters: Arc::new(RedactionCounters::default()) })
+        Ok(Redactor {
+            engine,
+            actions,
+            configured,
+            hasher,
+            counters: Arc::new(RedactionCounters::default()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
     }
 
     /// The default redactor: every detector on, `mask`, the built-in key rules.
@@ -369,6 +384,11 @@ impl Redactor {
             }
             _ => action::mask(det, out),
         }
+    }
+
+    /// This redactor's process-unique id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The contexts a key gives its value.
