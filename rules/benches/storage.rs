@@ -192,8 +192,8 @@ fn size_for(kind: Kind, series: usize, jitter_ms: i64, seed: u64) -> DbStats {
     db.stats()
 }
 
-/// Bytes a chunk takes besides its compressed data.
-const CHUNK_OVERHEAD: usize = 40;
+/// Bytes a sealed chunk takes besides its data (the boxed slice: pointer and length).
+const CHUNK_OVERHEAD: usize = warden_rules::storage::SEALED_CHUNK_OVERHEAD;
 
 fn print_bytes_per_sample() {
     const SERIES: usize = 200;
@@ -205,9 +205,9 @@ fn print_bytes_per_sample() {
         for (seed, &(kind, share)) in mix.iter().enumerate() {
             let st = size_for(kind, SERIES, jitter, seed as u64 + 10);
             let bps = st.bytes as f64 / st.samples as f64;
-            // Each chunk also keeps a boxed slice (16 bytes), its min/max time and count
-            // (18 bytes), 40 bytes with padding: counted here so that figure is the real
-            // memory held for samples (labels and index excluded).
+            // Each sealed chunk also keeps its boxed slice (16 bytes; the count and time
+            // span live in the slice, counted in `bytes`): counted here so that figure is
+            // the memory held for samples (labels, index and allocator rounding excluded).
             let with_meta = (st.bytes + CHUNK_OVERHEAD * st.chunks) as f64 / st.samples as f64;
             println!(
                 "bytes/sample (15 s x 6 h, timestamp jitter ±{jitter} ms) {kind:?}: {bps:.3} compressed, \

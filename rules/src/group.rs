@@ -23,7 +23,7 @@
 //! Invariants: evaluation never panics (hostile timestamps saturate); memory is bounded by
 //! the rules' output sizes (bounded in turn by the group `limit` when set).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use crate::labels::Labels;
 use crate::promql::{Engine, EvalError, Value};
 use crate::recording::{RecordingRule, RecordingRuleConfig};
 use crate::rulefile::{RuleGroup, RuleKind};
-use crate::storage::{AppendError, Appendable, Queryable, stale_nan};
+use crate::storage::{AppendError, Appendable, Queryable, SeriesHandle, stale_nan};
 
 /// Health of a rule after its last evaluation (Prometheus' `unknown`/`ok`/`err`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -154,14 +154,18 @@ pub fn query_vector<S: Queryable>(
 }
 
 /// Writes a rule's output and remembers which series it wrote, so a series absent from the
-/// next output gets a staleness marker (once).
+/// next output gets a staleness marker (once). It keeps the store's [`SeriesHandle`] of
+/// each series it writes, so a rule writing the same series every round (an alert's
+/// `ALERTS` sample) skips the store's lookup by labels, and reuses the remembered label
+/// set instead of cloning it each round.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OutputWriter {
-    prev: LabelSet,
+    prev: SeriesMap,
 }
 
-/// A set of label sets, with a fast hasher seeded at random per set.
-type LabelSet = HashSet<Labels, foldhash::fast::RandomState>;
+/// Label sets with the store's handle on their series, with a fast hasher seeded at
+/// random per map.
+type SeriesMap = HashMap<Labels, SeriesHandle, foldhash::fast::RandomState>;
 
 impl OutputWriter {
     /// Appends `out` at `t`, then staleness markers at `t` for last time's series missing
@@ -172,13 +176,15 @@ impl OutputWriter {
         out: &[(Labels, f64)],
         t: i64,
     ) -> Result<usize, RuleError> {
-        let mut written = LabelSet::with_capacity_and_hasher(out.len(), Default::default());
+        let mut written = SeriesMap::with_capacity_and_hasher(out.len(), Default::default());
         let mut failed = 0;
         let mut first = None;
         for (labels, v) in out {
-            match store.append(labels, t, *v) {
+            let (key, mut handle) =
+                self.prev.remove_entry(labels).unwrap_or_else(|| (labels.clone(), SeriesHandle::default()));
+            match store.append_with_handle(&key, t, *v, &mut handle) {
                 Ok(()) => {
-                    written.insert(labels.clone());
+                    written.insert(key, handle);
                 }
                 Err(e) => {
                     failed += 1;
@@ -186,10 +192,10 @@ impl OutputWriter {
                 }
             }
         }
-        for gone in self.prev.difference(&written) {
+        for (gone, mut handle) in self.prev.drain() {
             // Out-of-order or duplicate refusals are expected when another rule now writes
             // the series; other refusals lose only the marker, and lookback ends the series.
-            let _ = store.append(gone, t, stale_nan());
+            let _ = store.append_with_handle(&gone, t, stale_nan(), &mut handle);
         }
         self.prev = written;
         match first {
@@ -200,14 +206,14 @@ impl OutputWriter {
 
     /// Writes staleness markers at `t` for every remembered series and forgets them.
     pub(crate) fn mark_all_stale<S: Appendable + ?Sized>(&mut self, store: &S, t: i64) {
-        for l in self.prev.drain() {
-            let _ = store.append(&l, t, stale_nan());
+        for (l, mut handle) in self.prev.drain() {
+            let _ = store.append_with_handle(&l, t, stale_nan(), &mut handle);
         }
     }
 
     /// The remembered series, sorted.
     pub(crate) fn series(&self) -> Vec<Labels> {
-        let mut v: Vec<Labels> = self.prev.iter().cloned().collect();
+        let mut v: Vec<Labels> = self.prev.keys().cloned().collect();
         v.sort();
         v
     }

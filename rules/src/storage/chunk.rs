@@ -348,45 +348,83 @@ impl HeadChunk {
 
     /// Freezes the chunk.
     pub(crate) fn seal(self) -> Chunk {
-        Chunk { data: self.w.buf.into_boxed_slice(), count: self.count, min_t: self.min_t, max_t: self.t }
+        let mut data = Vec::with_capacity(2 + 10 + self.w.buf.len());
+        data.extend_from_slice(&self.count.to_le_bytes());
+        let mut span = self.t.wrapping_sub(self.min_t) as u64;
+        loop {
+            let byte = (span & 0x7f) as u8;
+            span >>= 7;
+            if span == 0 {
+                data.push(byte);
+                break;
+            }
+            data.push(byte | 0x80);
+        }
+        data.extend_from_slice(&self.w.buf);
+        Chunk { data: data.into_boxed_slice() }
     }
 }
 
-/// A sealed, immutable chunk.
+/// A sealed, immutable chunk: one boxed byte slice holding a small header and the bit
+/// stream, `[count: u16 LE][max_t - min_t: LEB128 u64][bit stream]`. The first timestamp
+/// is the stream's first 64 bits, so `min_t` is not stored twice. A sealed chunk costs
+/// its `Box<[u8]>` (16 bytes) plus 3–12 header bytes beside the stream.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     data: Box<[u8]>,
-    count: u16,
-    min_t: i64,
-    max_t: i64,
 }
 
 impl Chunk {
+    /// `(count, max_t - min_t, offset of the bit stream)`.
+    #[inline]
+    fn header(&self) -> (u16, u64, usize) {
+        let d = &self.data;
+        let count = u16::from_le_bytes([d.first().copied().unwrap_or(0), d.get(1).copied().unwrap_or(0)]);
+        let mut span = 0u64;
+        let mut at = 2;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = d.get(at) else { break };
+            at += 1;
+            span |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        (count, span, at)
+    }
+
     /// Samples held.
     pub(crate) fn count(&self) -> u16 {
-        self.count
+        self.header().0
     }
 
     /// Timestamp of the first sample.
     pub(crate) fn min_t(&self) -> i64 {
-        self.min_t
+        let (_, _, at) = self.header();
+        self.data.get(at..).and_then(|s| s.first_chunk::<8>()).map_or(0, |b| i64::from_be_bytes(*b))
     }
 
     /// Timestamp of the last sample.
     pub(crate) fn max_t(&self) -> i64 {
-        self.max_t
+        let (_, span, _) = self.header();
+        self.min_t().wrapping_add(span as i64)
     }
 
-    /// Compressed size in bytes.
+    /// Size in bytes of the compressed stream and its header.
     pub(crate) fn bytes(&self) -> usize {
         self.data.len()
     }
 
     /// An iterator over the samples, oldest first.
     pub(crate) fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter::new(&self.data, self.count)
+        let (count, _, at) = self.header();
+        ChunkIter::new(self.data.get(at..).unwrap_or_default(), count)
     }
 }
+
+/// Bytes a sealed chunk holds besides its [`Chunk::bytes`]: the boxed slice's pointer and
+/// length.
+pub const SEALED_CHUNK_OVERHEAD: usize = std::mem::size_of::<Chunk>();
 
 /// Decodes a chunk's samples in order.
 pub(crate) struct ChunkIter<'a> {

@@ -128,4 +128,5 @@ impl std::fmt::Debug for SeriesHandle {
 mod chunk;
 mod db;
 mod index;
+pub use chunk::SEALED_CHUNK_OVERHEAD;
 pub use db::{Db, DbConfig, DbStats};
