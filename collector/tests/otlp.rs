@@ -60,8 +60,14 @@ async fn start_with(capacity: usize, config: Config) -> Receiver {
     Receiver { addrs, rx, stats, shutdown, task }
 }
 
+/// The receiver's defaults, but answering without waiting for delivery: these tests read
+/// batches from the pipeline after the answer (delivery acknowledgement has its own tests).
+fn no_wait() -> Config {
+    Config { wait_for_delivery: false, ..Config::default() }
+}
+
 async fn start() -> Receiver {
-    start_with(64, Config::default()).await
+    start_with(64, no_wait()).await
 }
 
 impl Receiver {
@@ -1000,7 +1006,7 @@ async fn chunked_upload(addr: std::net::SocketAddr, total: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_counters_and_the_server_keeps_serving() {
     let limit = 64 * 1024;
-    let mut r = start_with(64, Config { max_recv_msg_size_bytes: limit, ..Config::default() }).await;
+    let mut r = start_with(64, Config { max_recv_msg_size_bytes: limit, ..no_wait() }).await;
     let url = r.http("/v1/traces");
 
     // Malformed protobuf → 400 with a protobuf Status body.
@@ -1083,7 +1089,7 @@ async fn bad_input_gets_clear_errors_and_counters_and_the_server_keeps_serving()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_pipeline_refuses_with_retry_advice_and_recovers() {
-    let mut r = start_with(1, Config { retry_after: Duration::from_millis(1500), ..Config::default() }).await;
+    let mut r = start_with(1, Config { retry_after: Duration::from_millis(1500), ..no_wait() }).await;
     let url = r.http("/v1/traces");
     let body = trace_request(2, 0).encode_to_vec();
     assert_eq!(post(&url, "application/x-protobuf", None, body.clone()).await.status(), 200);
@@ -1143,7 +1149,7 @@ async fn logs_and_metrics_endpoints_and_gzip_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_both_servers_with_open_connections() {
-    let r = start_with(4, Config { shutdown_grace: Duration::from_secs(2), ..Config::default() }).await;
+    let r = start_with(4, Config { shutdown_grace: Duration::from_secs(2), ..no_wait() }).await;
     let addrs = r.addrs;
     // Keep a gRPC channel and a keep-alive HTTP connection open across the shutdown.
     let mut client = TraceServiceClient::connect(r.grpc()).await.unwrap();
@@ -1167,7 +1173,7 @@ async fn shutdown_stops_both_servers_with_open_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_http_client_loses_its_connection() {
-    let r = start_with(4, Config { request_timeout: Duration::from_millis(500), ..Config::default() }).await;
+    let r = start_with(4, Config { request_timeout: Duration::from_millis(500), ..no_wait() }).await;
     let mut s = tokio::net::TcpStream::connect(r.addrs.http.unwrap()).await.unwrap();
     s.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-").await.unwrap();
     let started = std::time::Instant::now();
@@ -1186,4 +1192,44 @@ async fn bind_reports_the_address_in_use() {
     let addr = taken.local_addr().unwrap();
     let e = bind(Config { grpc_listen: Some(addr), http_listen: None, ..Config::default() }).await.unwrap_err();
     assert!(e.to_string().contains(&addr.to_string()) && e.to_string().contains("grpc"), "{e}");
+}
+
+/// With `wait_for_delivery` (the default) a request is answered only once its batch is
+/// acknowledged: 200 / OK after `done`, 503 / UNAVAILABLE with a retry hint after a
+/// failure or when the acknowledgement does not come within `request_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_only_after_the_pipeline_acknowledges() {
+    let mut r = start_with(4, Config { request_timeout: Duration::from_secs(3), ..Config::default() }).await;
+    let url = r.http("/v1/traces");
+    let body = trace_request(2, 0).encode_to_vec();
+
+    // Delivered: the answer waits for `done`.
+    let pending = tokio::spawn(post_owned(url.clone(), body.clone()));
+    let mut batch = r.rx.recv().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pending.is_finished(), "answered before the batch was acknowledged");
+    batch.ack.take().expect("the receiver attaches a token").done();
+    assert_eq!(pending.await.unwrap(), 200);
+
+    // Failed (a sink gave up): 503 with Retry-After, so the client resends.
+    let pending = tokio::spawn(post_owned(url.clone(), body.clone()));
+    let mut batch = r.rx.recv().await.unwrap();
+    batch.ack.take().unwrap().fail();
+    assert_eq!(pending.await.unwrap(), 503);
+
+    // Never acknowledged within request_timeout: 503 too; the same over gRPC.
+    let mut client = TraceServiceClient::connect(r.grpc()).await.unwrap();
+    let grpc = tokio::spawn(async move { client.export(trace_request(1, 0)).await.map(|_| ()) });
+    let held = r.rx.recv().await.unwrap();
+    let e = grpc.await.unwrap().unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    let details = RpcStatus::decode(e.details()).unwrap();
+    assert_eq!(details.details[0].type_url, "type.googleapis.com/google.rpc.RetryInfo");
+    drop(held);
+    assert_eq!(r.counter("requests_undelivered"), 2);
+    r.stop().await;
+}
+
+async fn post_owned(url: String, body: Vec<u8>) -> u16 {
+    post(&url, "application/x-protobuf", None, body).await.status().as_u16()
 }

@@ -44,6 +44,10 @@ impl Handler {
                 Status::with_details(Code::Unavailable, msg, retry_status_details(msg, self.0.retry_after).into())
             }
             Refused::Closed => Status::unavailable("receiver is shutting down"),
+            Refused::Undelivered => {
+                let msg = "data not acknowledged by the pipeline, retry";
+                Status::with_details(Code::Unavailable, msg, retry_status_details(msg, self.0.retry_after).into())
+            }
         }
     }
 }
@@ -60,7 +64,7 @@ impl TraceService for Handler {
         request: GrpcRequest<ExportTraceServiceRequest>,
     ) -> Result<GrpcResponse<ExportTraceServiceResponse>, Status> {
         let conv = otlp::convert_traces(request.into_inner());
-        let report = self.0.ingest(Signal::Traces, conv).map_err(|r| self.refusal(r))?;
+        let report = self.0.ingest(Signal::Traces, conv).await.map_err(|r| self.refusal(r))?;
         Ok(GrpcResponse::new(ExportTraceServiceResponse {
             partial_success: partial(&report)
                 .map(|(rejected_spans, error_message)| ExportTracePartialSuccess { rejected_spans, error_message }),
@@ -75,7 +79,7 @@ impl LogsService for Handler {
         request: GrpcRequest<ExportLogsServiceRequest>,
     ) -> Result<GrpcResponse<ExportLogsServiceResponse>, Status> {
         let conv = otlp::convert_logs(request.into_inner());
-        let report = self.0.ingest(Signal::Logs, conv).map_err(|r| self.refusal(r))?;
+        let report = self.0.ingest(Signal::Logs, conv).await.map_err(|r| self.refusal(r))?;
         Ok(GrpcResponse::new(ExportLogsServiceResponse {
             partial_success: partial(&report).map(|(rejected_log_records, error_message)| ExportLogsPartialSuccess {
                 rejected_log_records,
@@ -92,7 +96,7 @@ impl MetricsService for Handler {
         request: GrpcRequest<ExportMetricsServiceRequest>,
     ) -> Result<GrpcResponse<ExportMetricsServiceResponse>, Status> {
         let conv = otlp::convert_metrics(request.into_inner());
-        let report = self.0.ingest(Signal::Metrics, conv).map_err(|r| self.refusal(r))?;
+        let report = self.0.ingest(Signal::Metrics, conv).await.map_err(|r| self.refusal(r))?;
         Ok(GrpcResponse::new(ExportMetricsServiceResponse {
             partial_success: partial(&report).map(|(rejected_data_points, error_message)| {
                 ExportMetricsPartialSuccess { rejected_data_points, error_message }

@@ -352,10 +352,11 @@ async fn handle(
     .map_err(|_| {
         Failure::new(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL, Cause::Other, "request handling failed")
     })??;
-    shared.ingest(signal, conv).map_err(|refused| {
+    shared.ingest(signal, conv).await.map_err(|refused| {
         let (cause, message) = match refused {
             Refused::Full => (Cause::Full, "pipeline is full, retry later"),
             Refused::Closed => (Cause::Other, "receiver is shutting down"),
+            Refused::Undelivered => (Cause::Other, "data not acknowledged by the pipeline, retry later"),
         };
         Failure { counted: true, ..Failure::new(StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE, cause, message) }
     })

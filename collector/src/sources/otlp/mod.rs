@@ -24,12 +24,18 @@
 //! `requests_refused_full`, `requests_too_large`, `requests_malformed`,
 //! `requests_unsupported`.
 //!
-//! The receiver does not wait for delivery acknowledgements before answering: a 200 /
-//! `OK` means the batch entered the pipeline.
+//! Delivery acknowledgement (`wait_for_delivery`, default on): each request's batch
+//! carries an [`crate::ack::AckToken`] and the answer waits for it, so a 200 / `OK` means
+//! every sink that took the data delivered it or wrote it to its disk buffer. A batch
+//! that fails (a sink gave up, the agent is stopping) or is not acknowledged within
+//! `request_timeout` is answered 503 / `UNAVAILABLE` with a retry hint, and the client
+//! resends: at-least-once, never a silent loss. With `wait_for_delivery: false` a 200 /
+//! `OK` only means the batch entered the pipeline.
 
 mod grpc;
 mod http;
 
+use crate::ack::{AckOutcome, AckToken};
 use crate::otlp::{ConversionReport, Converted, Signal};
 use crate::pipeline::{Counter, SendError, SourceContext};
 use serde::Deserialize;
@@ -108,6 +114,15 @@ pub struct Config {
     /// closed. Default `5s`.
     #[serde(default = "default_shutdown_grace", deserialize_with = "crate::pipeline::duration::deserialize")]
     pub shutdown_grace: Duration,
+    /// Answer only after the pipeline acknowledged the request's data (delivered or
+    /// durably buffered by every sink that took it), within `request_timeout`; see the
+    /// module docs. Default `true`.
+    #[serde(default = "default_true")]
+    pub wait_for_delivery: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for Config {
@@ -120,6 +135,7 @@ impl Default for Config {
             request_timeout: default_request_timeout(),
             max_concurrent_requests: default_max_concurrent(),
             shutdown_grace: default_shutdown_grace(),
+            wait_for_delivery: true,
         }
     }
 }
@@ -278,6 +294,9 @@ enum Refused {
     Full,
     /// The pipeline is gone (shutting down).
     Closed,
+    /// The batch entered the pipeline but was not acknowledged as delivered (a sink
+    /// failed, or `request_timeout` passed): the client should resend.
+    Undelivered,
 }
 
 /// Failure causes, for the cause counters.
@@ -296,6 +315,7 @@ struct Shared {
     max_msg: usize,
     retry_after: Duration,
     request_timeout: Duration,
+    wait_for_delivery: bool,
     permits: Arc<Semaphore>,
     traces: SignalCounters,
     logs: SignalCounters,
@@ -304,6 +324,7 @@ struct Shared {
     too_large: Arc<Counter>,
     malformed: Arc<Counter>,
     unsupported: Arc<Counter>,
+    undelivered: Arc<Counter>,
 }
 
 impl Shared {
@@ -319,6 +340,8 @@ impl Shared {
             max_msg: config.max_recv_msg_size_bytes,
             retry_after: config.retry_after,
             request_timeout: config.request_timeout,
+            wait_for_delivery: config.wait_for_delivery,
+            undelivered: s.counter("requests_undelivered"),
             permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
             traces: counters("spans_received", "spans_emitted", "spans_dropped", "traces_request_errors"),
             logs: counters("log_records_received", "log_records_emitted", "log_records_dropped", "logs_request_errors"),
@@ -359,8 +382,9 @@ impl Shared {
         }
     }
 
-    /// Counts a converted request and sends its batch on without waiting.
-    fn ingest(&self, signal: Signal, conv: Converted) -> Result<ConversionReport, Refused> {
+    /// Counts a converted request, sends its batch on without waiting for room, and
+    /// (with `wait_for_delivery`) waits for its acknowledgement.
+    async fn ingest(&self, signal: Signal, conv: Converted) -> Result<ConversionReport, Refused> {
         let c = self.counters(signal);
         let stats = &self.ctx.stats;
         c.received.add(conv.received);
@@ -376,11 +400,30 @@ impl Shared {
             return Ok(conv.report);
         }
         let n = conv.batch.len() as u64;
-        let refused = match self.ctx.out.try_send(conv.batch) {
+        let (batch, outcome) = if self.wait_for_delivery {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (conv.batch.with_ack(AckToken::new(move |o| drop(tx.send(o)))), Some(rx))
+        } else {
+            (conv.batch, None)
+        };
+        let refused = match self.ctx.out.try_send(batch) {
             Ok(()) => {
                 c.emitted.add(n);
                 stats.emitted.add(n);
-                return Ok(conv.report);
+                let Some(outcome) = outcome else { return Ok(conv.report) };
+                // A little under the whole call's limit, so the answer is ours (503 with a
+                // retry hint), not the server's own call timeout.
+                match tokio::time::timeout(self.request_timeout.mul_f32(0.9), outcome).await {
+                    Ok(Ok(AckOutcome::Delivered)) => return Ok(conv.report),
+                    // Failed, the token vanished with its callback, or the time ran out:
+                    // the items are in the pipeline and may still arrive, so they are not
+                    // counted as dropped; the client resends (at-least-once).
+                    _ => {
+                        self.undelivered.inc();
+                        self.failed(Some(signal), Cause::Other);
+                        return Err(Refused::Undelivered);
+                    }
+                }
             }
             Err(SendError::Full(_)) => Refused::Full,
             Err(SendError::Closed(_)) => Refused::Closed,
