@@ -17,7 +17,9 @@
 //!   the static `labels` are attached as in Prometheus, including `honor_labels` and
 //!   `exported_<name>` on clashes; empty label values are dropped.
 //! - **Timestamps**: samples without one (or all, when `honor_timestamps` is off) get
-//!   the scrape start time.
+//!   the scrape start time, snapped to the schedule when it is at most
+//!   [`TIMESTAMP_TOLERANCE`] (2 ms, and at most 1 % of the interval) late, as
+//!   Prometheus does, so a regular series compresses to one bit per timestamp.
 //! - **Synthetic series**, always written with the target labels at the scrape start:
 //!   `up` (1 or 0), `scrape_duration_seconds`, `scrape_samples_scraped` (samples in the
 //!   body; 0 if it could not be fetched or parsed), `scrape_samples_post_metric_relabeling`
@@ -51,7 +53,7 @@ mod scraper;
 pub use config::{
     Config, DEFAULT_BODY_SIZE_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL, TargetConfig, parse_byte_size,
 };
-pub use scraper::{SYNTHETIC, Scrape, ScrapeError, Scraper, http_client};
+pub use scraper::{SYNTHETIC, Scrape, ScrapeError, Scraper, TIMESTAMP_TOLERANCE, http_client};
 
 use crate::pipeline::SourceContext;
 use crate::signal::Batch;

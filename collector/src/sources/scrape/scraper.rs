@@ -146,7 +146,15 @@ pub struct Scraper {
     settings: Settings,
     stats: Arc<ComponentStats>,
     last_failure: Option<&'static str>,
+    /// The scheduled time of the latest scrape, for timestamp alignment.
+    aligned_ms: Option<i64>,
 }
+
+/// Scrape times within this much of the schedule are snapped to it (Prometheus'
+/// `--scrape.timestamp-tolerance`, also capped at 1 % of the interval): timer jitter of a
+/// millisecond or two would otherwise cost each sample several bits of delta-of-delta
+/// timestamp encoding in the rules store (about 1 byte per sample).
+pub const TIMESTAMP_TOLERANCE: Duration = Duration::from_millis(2);
 
 impl std::fmt::Debug for Scraper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -208,6 +216,7 @@ impl Scraper {
             settings,
             stats,
             last_failure: None,
+            aligned_ms: None,
         })
     }
 
@@ -237,12 +246,35 @@ impl Scraper {
         Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
     }
 
+    /// The timestamp for a scrape starting at `now_ms`, as Prometheus aligns them: the
+    /// schedule advances by whole intervals from the first scrape, and a start within
+    /// [`TIMESTAMP_TOLERANCE`] (at most 1 % of the interval) after the scheduled time gets
+    /// exactly the scheduled time.
+    fn align(&mut self, now_ms: i64) -> i64 {
+        let interval = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX).max(1);
+        let tolerance = i64::try_from(TIMESTAMP_TOLERANCE.as_millis()).unwrap_or(0).min(interval / 100);
+        let Some(mut aligned) = self.aligned_ms else {
+            self.aligned_ms = Some(now_ms);
+            return now_ms;
+        };
+        if now_ms < aligned {
+            // The wall clock went back: start a new schedule.
+            self.aligned_ms = Some(now_ms);
+            return now_ms;
+        }
+        // Skipped ticks: move the schedule on by whole intervals (bounded: one division).
+        aligned += (now_ms - aligned) / interval * interval;
+        self.aligned_ms = Some(aligned);
+        if now_ms - aligned <= tolerance { aligned } else { now_ms }
+    }
+
     /// Scrapes once. Never fails: a failure is reported in [`Scrape::error`], with
     /// `up` 0, staleness markers for every series of the last successful scrape, the
     /// component's `errors` and `scrape_failures_<reason>` counters incremented, and a
     /// warning logged when the failure starts or changes reason.
     pub async fn scrape(&mut self) -> Scrape {
-        let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let timestamp_ms = self.align(now_ms);
         let started = Instant::now();
         let fetched = match tokio::time::timeout(self.timeout, self.fetch()).await {
             Ok(r) => r,
@@ -659,6 +691,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.target_labels()[0], Label::new("instance", "[::1]:80"));
+    }
+
+    #[test]
+    fn scrape_timestamps_snap_to_the_schedule_within_tolerance() {
+        let t = TargetConfig { interval: Duration::from_secs(15), ..TargetConfig::new("http://h:1/m", "j") };
+        let mut s = Scraper::new(&t, http_client().unwrap(), ComponentStats::new("source", "scrape")).unwrap();
+        let t0 = 1_700_000_000_000;
+        assert_eq!(s.align(t0), t0, "the first scrape sets the schedule");
+        assert_eq!(s.align(t0 + 15_001), t0 + 15_000, "1 ms late: snapped");
+        assert_eq!(s.align(t0 + 30_002), t0 + 30_000, "2 ms late: snapped");
+        assert_eq!(s.align(t0 + 45_003), t0 + 45_003, "3 ms late: kept");
+        assert_eq!(s.align(t0 + 60_000), t0 + 60_000, "the schedule itself did not drift");
+        assert_eq!(s.align(t0 + 105_001), t0 + 105_000, "skipped ticks keep the phase");
+        assert_eq!(s.align(t0 - 1), t0 - 1, "a clock stepped back starts a new schedule");
+        assert_eq!(s.align(t0 + 14_999), t0 + 14_999);
+        // A 100 ms interval allows at most 1 ms (1 %).
+        let t = TargetConfig { interval: Duration::from_millis(100), ..TargetConfig::new("http://h:1/m", "j") };
+        let mut s = Scraper::new(&t, http_client().unwrap(), ComponentStats::new("source", "scrape")).unwrap();
+        s.align(t0);
+        assert_eq!(s.align(t0 + 101), t0 + 100);
+        assert_eq!(s.align(t0 + 202), t0 + 202);
     }
 
     #[test]
