@@ -402,7 +402,12 @@ impl Shared {
         let n = conv.batch.len() as u64;
         let (batch, outcome) = if self.wait_for_delivery {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            (conv.batch.with_ack(AckToken::new(move |o| drop(tx.send(o)))), Some(rx))
+            (
+                conv.batch.with_ack(AckToken::new(move |o| {
+                    let _ = tx.send(o);
+                })),
+                Some(rx),
+            )
         } else {
             (conv.batch, None)
         };
