@@ -12,6 +12,7 @@
 //! records from a handful of resources, and a log tailer stamps one resource on every
 //! line. Code that rewrites them (the redactor) uses `Arc::make_mut`.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 pub type Attributes = Vec<KeyValue>;
 
 /// One attribute: a key and its value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
     /// The attribute name.
     pub key: String,
@@ -35,7 +36,7 @@ impl KeyValue {
 }
 
 /// An OTLP `AnyValue`: a string, number, bool, bytes, array or key/value list.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum AnyValue {
     /// No value (OTLP leaves `value` unset).
     #[default]
@@ -79,7 +80,7 @@ impl From<String> for AnyValue {
 }
 
 /// The entity that produced a signal (OTLP `Resource`): `service.name`, `host.name`, ...
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Resource {
     /// Resource attributes.
     pub attributes: Attributes,
@@ -95,7 +96,7 @@ impl Resource {
 }
 
 /// The instrumentation scope (library) that produced a signal.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Scope {
     /// Scope name, e.g. `platform_api`.
     pub name: String,
@@ -108,11 +109,11 @@ pub struct Scope {
 }
 
 /// A 16-byte W3C trace id. All zeros is invalid and means "none" in OTLP.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TraceId(pub [u8; 16]);
 
 /// An 8-byte span id. All zeros is invalid and means "none" in OTLP.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SpanId(pub [u8; 8]);
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
@@ -163,7 +164,7 @@ impl SpanId {
 }
 
 /// The Prometheus metric type of the family a point belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum MetricKind {
     /// A monotonic counter (`_total`).
     Counter,
@@ -192,7 +193,7 @@ impl MetricKind {
 }
 
 /// One label of a metric point.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Label {
     /// Label name.
     pub name: String,
@@ -208,7 +209,7 @@ impl Label {
 }
 
 /// One sample of one series, Prometheus-style.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
     /// The metric name (`__name__`), e.g. `http_requests_total`.
     pub name: String,
@@ -243,7 +244,7 @@ impl MetricPoint {
 
 /// OTLP severity number (1–24; 0 = unspecified). Ranges: TRACE 1–4, DEBUG 5–8,
 /// INFO 9–12, WARN 13–16, ERROR 17–20, FATAL 21–24.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct SeverityNumber(pub u8);
 
 impl SeverityNumber {
@@ -286,7 +287,7 @@ impl SeverityNumber {
 }
 
 /// One log record, OTLP-shaped.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LogRecord {
     /// When the event happened, ns since the epoch; 0 if unknown.
     pub time_unix_nano: u64,
@@ -315,7 +316,7 @@ pub struct LogRecord {
 }
 
 /// OTLP span kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum SpanKind {
     /// Unspecified.
     #[default]
@@ -333,7 +334,7 @@ pub enum SpanKind {
 }
 
 /// OTLP status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum StatusCode {
     /// Unset.
     #[default]
@@ -345,7 +346,7 @@ pub enum StatusCode {
 }
 
 /// A span's status.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Status {
     /// The code.
     pub code: StatusCode,
@@ -354,7 +355,7 @@ pub struct Status {
 }
 
 /// A timed event inside a span.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SpanEvent {
     /// When, ns since the epoch.
     pub time_unix_nano: u64,
@@ -367,7 +368,7 @@ pub struct SpanEvent {
 }
 
 /// A link from a span to another span.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanLink {
     /// Linked trace.
     pub trace_id: TraceId,
@@ -384,7 +385,7 @@ pub struct SpanLink {
 }
 
 /// One span, OTLP-shaped.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Span {
     /// Trace id.
     pub trace_id: TraceId,
@@ -429,7 +430,7 @@ impl Span {
 
 /// What flows through the pipeline: signals of any kind from one source, plus the
 /// acknowledgement the source waits for (file offsets advance only after it).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Batch {
     /// Metric points.
     pub metrics: Vec<MetricPoint>,
@@ -437,7 +438,9 @@ pub struct Batch {
     pub logs: Vec<LogRecord>,
     /// Spans.
     pub spans: Vec<Span>,
-    /// Completion token; `None` when the source does not track delivery.
+    /// Completion token; `None` when the source does not track delivery. Never
+    /// serialized: a batch read back from a disk buffer has no token.
+    #[serde(skip)]
     pub ack: Option<crate::ack::AckToken>,
 }
 

@@ -110,6 +110,47 @@ impl Redacted<Batch> {
         let b = &self.0;
         Redacted(Batch { metrics: b.metrics.clone(), logs: b.logs.clone(), spans: b.spans.clone(), ack: b.ack.clone() })
     }
+
+    /// A copy holding only the signals in `signals`, with a clone of the token, or `None`
+    /// when the batch holds none of them (a sink that takes only logs is never handed a
+    /// share, and so never holds up the acknowledgement, of a metrics-only batch).
+    pub fn select(&self, signals: crate::sinks::SignalSet) -> Option<Redacted<Batch>> {
+        let b = &self.0;
+        let metrics = if signals.metrics { b.metrics.clone() } else { Vec::new() };
+        let logs = if signals.logs { b.logs.clone() } else { Vec::new() };
+        let spans = if signals.traces { b.spans.clone() } else { Vec::new() };
+        if metrics.is_empty() && logs.is_empty() && spans.is_empty() {
+            return None;
+        }
+        Some(Redacted(Batch { metrics, logs, spans, ack: b.ack.clone() }))
+    }
+
+    /// Replaces the completion token (a buffer acknowledges its input itself and attaches
+    /// its own token for the read side).
+    pub fn set_ack(&mut self, ack: Option<AckToken>) {
+        self.0.ack = ack;
+    }
+
+    /// Mutable access to the items for a sink that splits or trims a batch it owns
+    /// (removing or truncating items keeps them redacted). Not for adding data.
+    pub fn items_mut(&mut self) -> (&mut Vec<MetricPoint>, &mut Vec<LogRecord>, &mut Vec<Span>) {
+        (&mut self.0.metrics, &mut self.0.logs, &mut self.0.spans)
+    }
+}
+
+impl<T> Redacted<T> {
+    /// Re-marks a value that was `Redacted` when it was stored and is read back unchanged
+    /// from Warden's own storage (a disk buffer segment written only from `Redacted`
+    /// batches). Crate-private: nothing outside the collector can mint a `Redacted`.
+    pub(crate) fn from_own_storage(value: T) -> Redacted<T> {
+        Redacted(value)
+    }
+
+    /// Takes the value out. The caller leaves the typed PHI boundary: use only where
+    /// the value goes straight to an encoder of a sink (or the rules store).
+    pub fn into_inner(self) -> T {
+        self.0
+    }
 }
 
 /// Why a [`Redactor`] could not be built. No message carries key material.
