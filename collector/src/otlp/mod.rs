@@ -23,6 +23,7 @@ mod common;
 pub mod json;
 mod logs;
 pub mod metrics;
+pub(crate) mod rpc;
 mod traces;
 
 pub use logs::{logs_from_proto, logs_to_proto};

@@ -5,6 +5,7 @@
 
 use super::config::{OtlpSinkConfig, Resolved};
 use super::{Exported, error_chain};
+use crate::otlp::rpc::{RetryInfo, RpcStatus};
 use crate::otlp::{Signal, logs_to_proto, metrics_to_proto, spans_to_proto};
 use crate::signal::Batch;
 use crate::sinks::DeliveryError;
@@ -190,42 +191,6 @@ pub(super) fn status_error(status: &Status, signal: Signal, target: &str) -> Del
     if retryable { DeliveryError::Retryable { reason, retry_after } } else { DeliveryError::Permanent { reason } }
 }
 
-/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 /// The `RetryInfo.retry_delay` in encoded `google.rpc.Status` details, if any (a
 /// negative or undecodable delay counts as none).
 pub(super) fn retry_info(details: &[u8]) -> Option<Duration> {
@@ -245,6 +210,7 @@ pub(super) fn retry_info(details: &[u8]) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::rpc::{ProtoAny, ProtoDuration};
     use prost::Message as _;
 
     fn details(type_url: &str, seconds: i64, nanos: i32) -> Vec<u8> {

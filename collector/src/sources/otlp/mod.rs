@@ -36,6 +36,7 @@ mod grpc;
 mod http;
 
 use crate::ack::{AckOutcome, AckToken};
+use crate::otlp::rpc::{ProtoAny, ProtoDuration, RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus};
 use crate::otlp::{ConversionReport, Converted, Signal};
 use crate::pipeline::{Counter, SendError, SourceContext};
 use serde::Deserialize;
@@ -446,42 +447,6 @@ impl Shared {
     }
 }
 
-/// `google.rpc.Status`, the body of OTLP/HTTP errors and gRPC status details.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 /// gRPC status codes used in OTLP `Status` bodies.
 mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
@@ -503,10 +468,7 @@ fn retry_status_details(message: &str, delay: Duration) -> Vec<u8> {
     RpcStatus {
         code: code::UNAVAILABLE,
         message: message.to_owned(),
-        details: vec![ProtoAny {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
-            value: info.encode_to_vec(),
-        }],
+        details: vec![ProtoAny { type_url: RETRY_INFO_TYPE_URL.to_owned(), value: info.encode_to_vec() }],
     }
     .encode_to_vec()
 }
